@@ -1,0 +1,38 @@
+# driftlab: `make demo` runs the quickstart experiment end to end; `make test` runs the tests.
+# Both create .venv and install what they need on first use (idempotent: a stamp
+# file records that the pinned set is installed, so later calls start at once).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+CONFIG ?= examples/quickstart.yaml
+PYTEST_ARGS ?=
+
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: demo test test-fast venv compile lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/driftlab run $(CONFIG)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+compile: $(STAMP)
+	$(VENV)/bin/driftlab compile --output pipelines/driftlab.yaml
+
+clean:
+	rm -rf .driftlab local_outputs .pytest_cache

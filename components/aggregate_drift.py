@@ -1,0 +1,41 @@
+from kfp import dsl
+from kfp.dsl import Artifact, Markdown, Metrics, Output
+
+from components.images import CPU_IMAGE
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def aggregate_drift(config_yaml: str, campaign: str, tuning: dict, seeds_summary: dict,
+                    nodes_summary: list, report_json: Output[Artifact], report_md: Output[Markdown],
+                    metrics: Output[Metrics]) -> str:
+    """Compute drift by source and profile, write the reports, evaluate the tolerance gate.
+
+    Args:
+        config_yaml: The experiment file's text.
+        campaign: Campaign name (selects the runs).
+        tuning: Study summary from select_best.
+        seeds_summary: Counts from retrain_across_seeds.
+        nodes_summary: Collected counts from retrain_across_nodes.
+        report_json: The JSON report (schema driftlab.report/1).
+        report_md: The Markdown report, shown in the KFP UI.
+        metrics: Headline figures for the KFP run comparison view.
+
+    Returns:
+        The gate status, PASS or FAIL.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    from driftlab import stages
+
+    out_dir = os.environ.get("DRIFTLAB_REPORT_DIR") or tempfile.mkdtemp(prefix="driftlab-report-")
+    result = stages.aggregate(config_yaml, campaign, out_dir, tuning_summary=tuning)
+    shutil.copyfile(result["paths"]["json"], report_json.path)
+    shutil.copyfile(result["paths"]["markdown"], report_md.path)
+    for name, value in result["metrics"].items():
+        metrics.log_metric(name, value)
+    for line in result["summary"]:
+        print(line, flush=True)
+    print(f"[driftlab] report: {result['paths']['markdown']}", flush=True)
+    return result["gate"]

@@ -1,0 +1,5 @@
+import sys
+
+from driftlab.cli import main
+
+sys.exit(main())

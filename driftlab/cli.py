@@ -1,0 +1,203 @@
+"""The ``driftlab`` command line: people's entry point, a thin adapter over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_GATE_FAIL = 0, 1, 2, 3
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False)
+
+
+def _bad_input(message: str) -> int:
+    print(f"driftlab: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _load(path: str):
+    from driftlab.config import load_config
+
+    return load_config(path)
+
+
+def _preflight(config) -> tuple[Any, int]:
+    """Everything that can be refused before any work starts: profiles, plan size."""
+    from driftlab.profiles import resolve_profiles
+    from driftlab.seedplan import check_cap
+
+    profiles = resolve_profiles(config, local=True)
+    total = check_cap(config.seeds, len(profiles.runnable))
+    return profiles, total
+
+
+def cmd_validate(args) -> int:
+    config = _load(args.config)
+    profiles, total = _preflight(config)
+    print(f"{args.config}: valid. Experiment '{config.name}', {config.task}, metric {config.metric}; "
+          f"{total} training runs on {len(profiles.runnable)} profile(s) "
+          f"({', '.join(profiles.names())}), reference {profiles.reference.name}.")
+    for p, why in profiles.skipped:
+        print(f"  skipped {p.name}: {why}")
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    from driftlab import local_run
+    from driftlab.config import canonical_json, config_hash
+    from driftlab.store import Store, database_url, local_dir, safe_url
+
+    config = _load(args.config)
+    profiles, total = _preflight(config)
+    text = Path(args.config).read_text(encoding="utf-8")
+    home = Path(args.home).resolve() if args.home else local_dir(config.storage.local_dir)
+    if args.jobs:
+        os.environ["DRIFTLAB_JOBS"] = str(args.jobs)
+    os.environ["DRIFTLAB_HOME"] = str(home)
+    campaign = args.campaign or "default"
+    store = Store(database_url(config.storage.url_env, home))
+    console = _console()
+    console.print(f"[bold]driftlab[/] {config.name} · campaign {campaign} · {total} runs planned on "
+                  f"{len(profiles.runnable)} profile(s) · results in {safe_url(store.url)}")
+    for p, why in profiles.skipped:
+        console.print(f"  [yellow]skipped profile {p.name}[/]: {why}")
+    execution = store.start_execution(config.name, campaign, config_hash(config), canonical_json(config))
+    local_run.ensure_repo_on_path()
+    try:
+        report_dir = local_run.run_pipeline(text, campaign, home, verbose=args.verbose)
+        status = "succeeded"
+    except local_run.PipelineFailed as exc:
+        report_dir = exc.report_dir
+        status = "failed"
+        gate_failed = (report_dir / "report.json").exists() and "check-gate" in str(exc)
+        if not gate_failed:
+            store.finish_execution(execution, "failed")
+            console.print(f"[red]pipeline failed[/]: {exc}\n  full log: {exc.log_path}")
+            return EXIT_FAILED
+    except KeyboardInterrupt:
+        store.finish_execution(execution, "interrupted")
+        console.print("[yellow]interrupted[/]: finished runs are kept; run the same command again to resume")
+        return 130
+    store.finish_execution(execution, status)
+    result = json.loads((report_dir / "report.json").read_text())
+    print_summary(console, result)
+    console.print(f"\nReport: [bold]{report_dir / 'report.md'}[/]\n        {report_dir / 'report.json'}")
+    return EXIT_OK if result["gate"]["status"] == "PASS" else EXIT_GATE_FAIL
+
+
+def print_summary(console, result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    metric = result["metric"]["name"]
+    table = Table(title=f"Sources of variation ({metric}, n={result['metric']['n_eval']} eval rows)")
+    for col in ("source", "metric SD", "disagreement", "identical weights"):
+        table.add_column(col, justify="right" if col != "source" else "left")
+    for name, s in result["sources"].items():
+        if not s.get("varied"):
+            table.add_row(name, "not varied", "", "")
+        else:
+            table.add_row(name, _fmt(s["metric_sd"]), _fmt(s["disagreement"]), f"{s['identical_share']:.0%}")
+    console.print(table)
+    if result["hardware"]:
+        hw = Table(title=f"Profiles vs reference {result['reference']}")
+        for col in ("profile", "Δ metric", "disagreement", "identical weights", "drift ÷ seed noise"):
+            hw.add_column(col, justify="right" if col != "profile" else "left")
+        for prof, h in result["hardware"].items():
+            if h.get("compared"):
+                hw.add_row(prof, _fmt(h["metric_delta_mean"]), _fmt(h["disagreement"]),
+                           f"{h['identical_share']:.0%}", _fmt(h["drift_to_seed_noise"], 2))
+        console.print(hw)
+    for line in result["summary"]:
+        console.print(f"• {line}")
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def cmd_gate(args) -> int:
+    try:
+        result = json.loads(Path(args.report).read_text())
+        gate = result["gate"]
+    except (OSError, ValueError, KeyError) as exc:
+        return _bad_input(f"{args.report}: not a driftlab report.json ({exc})")
+    for c in gate["checks"]:
+        print(f"{c['status']}  {c['check']:<13} {c['where']:<20} {c['value']:.4f} (budget {c['budget']})")
+    print(f"gate: {gate['status']}")
+    return EXIT_OK if gate["status"] == "PASS" else EXIT_GATE_FAIL
+
+
+def cmd_compile(args) -> int:
+    from driftlab import local_run
+
+    local_run.ensure_repo_on_path()
+    from kfp import compiler
+
+    from pipelines.driftlab_pipeline import driftlab_pipeline
+
+    compiler.Compiler().compile(driftlab_pipeline, args.output)
+    print(f"compiled pipeline: {args.output}")
+    return EXIT_OK
+
+
+def cmd_profiles(args) -> int:
+    from driftlab.profiles import auto_profiles, supported_isas
+
+    print(f"CPU ISAs oneDNN can use here: {', '.join(supported_isas()) or 'none detected'}")
+    for p in auto_profiles():
+        print(f"  {p.name:<18} isa={p.isa or 'default'} onednn={p.onednn} "
+              f"threads={p.intra_op_threads}/{p.inter_op_threads}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="driftlab", description="Measure why Keras results do not reproduce.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the whole pipeline locally (kfp.local) and write the report")
+    run.add_argument("config", help="experiment YAML, e.g. examples/quickstart.yaml")
+    run.add_argument("--campaign", help="campaign name; the same name resumes (default: 'default')")
+    run.add_argument("--home", help="folder for the local database, logs and reports (default: storage.local_dir)")
+    run.add_argument("--jobs", type=int, help="worker processes per stage (default: CPU cores)")
+    run.add_argument("--verbose", action="store_true", help="show every task's full log")
+    run.set_defaults(func=cmd_run)
+    val = sub.add_parser("validate", help="check an experiment file and show the plan; runs nothing")
+    val.add_argument("config")
+    val.set_defaults(func=cmd_validate)
+    gate = sub.add_parser("gate", help="exit non-zero when a report's tolerance gate failed")
+    gate.add_argument("report", help="report.json")
+    gate.set_defaults(func=cmd_gate)
+    comp = sub.add_parser("compile", help="compile the pipeline to YAML for a KFP cluster")
+    comp.add_argument("--output", default="pipelines/driftlab.yaml")
+    comp.set_defaults(func=cmd_compile)
+    prof = sub.add_parser("profiles", help="list the CPU profiles this machine can run")
+    prof.set_defaults(func=cmd_profiles)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from driftlab.config import ConfigError
+    from driftlab.datasets import DatasetError
+    from driftlab.profiles import ProfileError
+    from driftlab.seedplan import PlanTooLarge
+    from driftlab.store import StoreError
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        return _bad_input(str(exc))
+    except (ProfileError, PlanTooLarge, DatasetError, StoreError) as exc:
+        return _bad_input(str(exc))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Read and validate an experiment file, turning every problem into a human line."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from driftlab.config.schema import ExperimentConfig
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an experiment file."""
+
+    field: str
+    value: Any
+    message: str
+
+    def __str__(self) -> str:
+        shown = _short(self.value)
+        where = self.field or "(file)"
+        return f"{where}: {self.message}" + (f" (got {shown})" if shown is not None else "")
+
+
+class ConfigError(Exception):
+    """An experiment file that cannot be used; ``problems`` lists every reason."""
+
+    def __init__(self, source: str, problems: list[Problem]):
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s) in the experiment file:\n{lines}")
+
+
+_MISSING = object()
+
+
+def _short(value: Any) -> str | None:
+    if value is _MISSING:
+        return None
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _friendly(err: dict) -> str:
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a known field (check the spelling; see examples/quickstart.yaml)"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected', '')}"
+    if kind == "string_pattern_mismatch":
+        pattern = ctx.get("pattern", "")
+        if "mlp" in pattern:
+            return "must be 'mlp' or a builder 'package.module:function'"
+        return "must be lowercase letters, digits and '-', 1-63 characters, starting and ending alphanumeric"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    return err["msg"][0].lower() + err["msg"][1:]
+
+
+def _field_path(loc: tuple) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in ("int", "float", "categorical", "function-after[_range(), IntParam]"):
+            continue  # discriminator tags add noise, not location
+        elif str(item).startswith(("function-", "constrained-")) or item in ("list[int]", "str", "bool"):
+            continue
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def problems_from(exc: ValidationError) -> list[Problem]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        value = err.get("input", _MISSING) if err["type"] != "missing" else _MISSING
+        if isinstance(value, dict) and err["type"] not in ("extra_forbidden",):
+            value = _MISSING  # a whole mapping says nothing useful
+        problems.append(Problem(_field_path(tuple(err["loc"])), value, _friendly(err)))
+    # Union members repeat the same complaint; keep the first of each.
+    seen, unique = set(), []
+    for p in problems:
+        key = (p.field, p.message)
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
+def parse_config(data: Any, source: str = "<config>") -> ExperimentConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(source, [Problem("", _MISSING, "the file must be a YAML mapping of fields "
+                                           "(name, dataset, model, ...), not " + type(data).__name__)])
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, problems_from(exc)) from None
+
+
+def load_config_text(text: str, source: str = "<config>") -> ExperimentConfig:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        raise ConfigError(source, [Problem("", _MISSING, f"is not valid YAML ({where}): "
+                                           f"{getattr(exc, 'problem', exc)}")]) from None
+    return parse_config(data, source)
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), [Problem("", _MISSING, "file not found; give the path of an "
+                                              "experiment YAML such as examples/quickstart.yaml")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [Problem("", _MISSING, f"cannot be read: {exc}")]) from None
+    return load_config_text(text, str(path))
+
+
+def canonical_json(config: ExperimentConfig) -> str:
+    return json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+def config_hash(config: ExperimentConfig) -> str:
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:16]

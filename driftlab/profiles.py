@@ -1,0 +1,158 @@
+"""Profiles: where and how a run executes, and the environment knobs that make it so.
+
+TensorFlow and oneDNN read their knobs once, at import. A profile's knobs are
+therefore applied to a fresh process's environment before TensorFlow is
+imported; ``apply_env`` refuses to run after the import, because then the
+knobs would silently do nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from driftlab.config import ExperimentConfig, ProfileConfig
+
+# oneDNN ISA caps, lowest first, with the /proc/cpuinfo flags each one needs.
+ISA_REQUIREMENTS: dict[str, tuple[str, ...]] = {
+    "SSE41": ("sse4_1",),
+    "AVX": ("avx",),
+    "AVX2": ("avx2", "fma"),
+    "AVX2_VNNI": ("avx2", "avx_vnni"),
+    "AVX2_VNNI_2": ("avx2", "avx_vnni", "avx_vnni_int8"),
+    "AVX512_CORE": ("avx512f", "avx512bw", "avx512vl", "avx512dq"),
+    "AVX512_CORE_VNNI": ("avx512f", "avx512_vnni"),
+    "AVX512_CORE_BF16": ("avx512f", "avx512_bf16"),
+    "AVX512_CORE_FP16": ("avx512f", "avx512_fp16"),
+    "AVX512_CORE_AMX": ("amx_tile", "amx_int8", "amx_bf16"),
+    "AVX512_CORE_AMX_FP16": ("amx_tile", "amx_fp16"),
+}
+
+
+class ProfileError(ValueError):
+    """A profile this machine cannot honour."""
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def supported_isas(flags: set[str] | None = None) -> list[str]:
+    flags = cpu_flags() if flags is None else flags
+    return [isa for isa, need in ISA_REQUIREMENTS.items() if all(f in flags for f in need)]
+
+
+def env_for(profile: ProfileConfig) -> dict[str, str]:
+    """The environment knobs a profile sets; all values are strings, none secret."""
+    env = {
+        "TF_ENABLE_ONEDNN_OPTS": "1" if profile.onednn else "0",
+        "TF_NUM_INTRAOP_THREADS": str(profile.intra_op_threads),
+        "TF_NUM_INTEROP_THREADS": str(profile.inter_op_threads),
+        "OMP_NUM_THREADS": str(profile.intra_op_threads),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    if profile.isa:
+        env["ONEDNN_MAX_CPU_ISA"] = profile.isa
+    if profile.kind == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    if profile.tf32 is not None:
+        env["NVIDIA_TF32_OVERRIDE"] = "1" if profile.tf32 else "0"
+    return env
+
+
+# Knobs a previous profile may have left in an inherited environment.
+PROFILE_ENV_KEYS = ("ONEDNN_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS", "TF_NUM_INTRAOP_THREADS",
+                    "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS", "NVIDIA_TF32_OVERRIDE")
+
+
+def apply_env(profile: ProfileConfig, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Set the profile's knobs in this process; only valid before TensorFlow is imported."""
+    if "tensorflow" in sys.modules and environ is None:
+        raise RuntimeError("profile knobs must be applied before TensorFlow is imported; "
+                           "run this profile in a fresh process")
+    target = os.environ if environ is None else environ
+    for key in PROFILE_ENV_KEYS:
+        target.pop(key, None)
+    knobs = env_for(profile)
+    target.update(knobs)
+    return knobs
+
+
+def auto_profiles(flags: set[str] | None = None) -> list[ProfileConfig]:
+    """A catalogue of CPU profiles this machine can run, with bitwise-different numerics.
+
+    The machine default (no cap) is the reference. Every ISA cap below the
+    highest one the CPU supports is offered (the highest equals the default),
+    plus oneDNN off and a two-thread variant. An ISA the CPU lacks is never offered.
+    """
+    isas = supported_isas(flags)
+    profiles = [ProfileConfig(name="cpu-default")]
+    for isa in isas[:-1]:
+        profiles.append(ProfileConfig(name=f"cpu-{isa.lower().replace('_', '-')}", isa=isa))
+    profiles.append(ProfileConfig(name="cpu-no-onednn", onednn=False))
+    profiles.append(ProfileConfig(name="cpu-2-threads", intra_op_threads=2))
+    return profiles
+
+
+@dataclass(frozen=True)
+class ResolvedProfiles:
+    reference: ProfileConfig
+    runnable: list[ProfileConfig]
+    skipped: list[tuple[ProfileConfig, str]]
+
+    def names(self) -> list[str]:
+        return [p.name for p in self.runnable]
+
+    def by_name(self, name: str) -> ProfileConfig:
+        for p in self.runnable:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+
+def resolve_profiles(config: ExperimentConfig, *, local: bool = True,
+                     flags: set[str] | None = None) -> ResolvedProfiles:
+    """Decide which profiles run here, or fail before any training starts.
+
+    Locally, GPU node pools are skipped with a notice (they are honoured on a
+    cluster); a CPU profile capped at an ISA this CPU lacks is an error, because
+    oneDNN would silently fall back and the profile would measure nothing.
+    """
+    pools = list(config.profiles.pools)
+    if config.profiles.auto:
+        known = {p.name for p in pools}
+        pools += [p for p in auto_profiles(flags) if p.name not in known]
+    available = set(supported_isas(flags))
+    runnable, skipped = [], []
+    for p in pools:
+        if p.kind == "gpu" and local:
+            skipped.append((p, "GPU node pool: runs on a cluster only (skipped locally)"))
+            continue
+        if p.kind == "cpu" and p.isa and p.isa not in available:
+            raise ProfileError(
+                f"profiles.pools[{p.name}].isa: this CPU cannot run {p.isa} "
+                f"(supported: {', '.join(sorted(available)) or 'none detected'}); "
+                "remove the profile or choose a supported cap")
+        runnable.append(p)
+    if not runnable:
+        raise ProfileError("profiles: no profile can run here; add a kind: cpu profile "
+                           "or set profiles.auto: true")
+    ref_name = config.profiles.reference or runnable[0].name
+    ref = next((p for p in runnable if p.name == ref_name), None)
+    if ref is None:
+        raise ProfileError(f"profiles.reference: '{ref_name}' cannot run here "
+                           f"(runnable: {', '.join(p.name for p in runnable)})")
+    return ResolvedProfiles(ref, runnable, skipped)
+
+
+def profile_json(profile: ProfileConfig) -> dict[str, Any]:
+    return profile.model_dump(mode="json")

@@ -1,0 +1,322 @@
+"""The results store: driftlab's own tables, beside Optuna's, in one database.
+
+SQLite under the experiment's ``local_dir`` by default; PostgreSQL (or any
+SQLAlchemy URL) when the environment variable named in ``storage.url_env``
+(``DRIFTLAB_DB_URL``) is set. Tables are prefixed ``driftlab_`` so that they
+never collide with Optuna's schema in the same database.
+
+A run is stored under its key; storing a finished key again is a no-op, so
+two stages, two workers or two pipeline runs can never record a run twice.
+A failed attempt may be replaced by a later successful one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from driftlab import codec
+
+SCHEMA_VERSION = 1
+FINAL_STATUSES = ("ok", "diverged")
+
+metadata = sa.MetaData()
+
+meta_table = sa.Table(
+    "driftlab_meta", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(256), nullable=False),
+)
+
+experiments = sa.Table(
+    "driftlab_experiments", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(63), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+executions = sa.Table(
+    "driftlab_executions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("driftlab_experiments.id"), nullable=False),
+    sa.Column("campaign", sa.String(128), nullable=False),
+    sa.Column("config_hash", sa.String(32), nullable=False),
+    sa.Column("config_json", sa.Text, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("where", sa.String(16), nullable=False),
+)
+
+runs = sa.Table(
+    "driftlab_runs", metadata,
+    sa.Column("key", sa.String(32), primary_key=True),
+    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("driftlab_experiments.id"), nullable=False),
+    sa.Column("campaign", sa.String(128), nullable=False),
+    sa.Column("stage", sa.String(16), nullable=False),
+    sa.Column("profile", sa.String(63), nullable=False),
+    sa.Column("init_seed", sa.BigInteger, nullable=False),
+    sa.Column("shuffle_seed", sa.BigInteger, nullable=False),
+    sa.Column("split_seed", sa.BigInteger, nullable=False),
+    sa.Column("repeat", sa.Integer, nullable=False),
+    sa.Column("deterministic", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("task", sa.String(16)),
+    sa.Column("spec_json", sa.Text, nullable=False),
+    sa.Column("metrics_json", sa.Text),
+    sa.Column("history_json", sa.Text),
+    sa.Column("fingerprint_json", sa.Text),
+    sa.Column("timings_json", sa.Text),
+    sa.Column("init_digest", sa.String(64)),
+    sa.Column("weights_digest", sa.String(64)),
+    sa.Column("predictions", sa.LargeBinary),
+    sa.Column("eval_labels", sa.LargeBinary),
+    sa.Column("weights", sa.LargeBinary),
+    sa.Column("weights_kind", sa.String(16)),
+    sa.Column("n_params", sa.BigInteger),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_driftlab_runs_exp_campaign", "experiment_id", "campaign"),
+)
+
+reports = sa.Table(
+    "driftlab_reports", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("experiment_id", sa.Integer, sa.ForeignKey("driftlab_experiments.id"), nullable=False),
+    sa.Column("campaign", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("gate", sa.String(8), nullable=False),
+    sa.Column("report_json", sa.Text, nullable=False),
+)
+
+
+class StoreError(RuntimeError):
+    """A results database driftlab cannot use as it is."""
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def local_dir(configured: str | os.PathLike = ".driftlab") -> Path:
+    """The embedded default's folder; ``DRIFTLAB_HOME`` overrides the config (``driftlab run`` sets it)."""
+    return Path(os.environ.get("DRIFTLAB_HOME") or configured).resolve()
+
+
+def database_url(url_env: str = "DRIFTLAB_DB_URL", local_dir_: str | os.PathLike = ".driftlab") -> str:
+    url = os.environ.get(url_env, "").strip()
+    if url:
+        return url
+    path = local_dir(local_dir_)
+    path.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path / 'driftlab.sqlite'}"
+
+
+def safe_url(url: str) -> str:
+    """The URL as it may be shown to people: password masked."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable database URL>"
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # WAL lets readers and one writer share the file
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2, pool_recycle=1800)
+
+
+class Store:
+    """Experiments, runs and reports in one database."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+        self._ensure_schema()
+
+    @classmethod
+    def from_config(cls, config) -> "Store":
+        return cls(database_url(config.storage.url_env, config.storage.local_dir))
+
+    def __repr__(self) -> str:
+        return f"Store({safe_url(self.url)})"
+
+    # -- schema ---------------------------------------------------------------
+    def _ensure_schema(self) -> None:
+        try:
+            with self.engine.begin() as conn:
+                inspector = sa.inspect(conn)
+                if inspector.has_table("driftlab_meta"):
+                    row = conn.execute(sa.select(meta_table.c.value).where(
+                        meta_table.c.key == "schema_version")).first()
+                    version = int(row[0]) if row else 0
+                    if version > SCHEMA_VERSION:
+                        raise StoreError(
+                            f"the results database {safe_url(self.url)} has driftlab schema version {version}, "
+                            f"newer than this driftlab ({SCHEMA_VERSION}); upgrade driftlab")
+                    if version == SCHEMA_VERSION:
+                        return
+            metadata.create_all(self.engine, checkfirst=True)
+            with self.engine.begin() as conn:
+                self._upsert_meta(conn, "schema_version", str(SCHEMA_VERSION))
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"cannot open the results database {safe_url(self.url)}: "
+                             f"{_first_line(exc.orig)}") from None
+        except sa.exc.DatabaseError as exc:
+            raise StoreError(f"{safe_url(self.url)} is not a usable results database: "
+                             f"{_first_line(exc.orig)}") from None
+
+    def _upsert_meta(self, conn, key: str, value: str) -> None:
+        stmt = self._insert(meta_table).values(key=key, value=value)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
+
+    def _insert(self, table: sa.Table):
+        if self.engine.dialect.name == "postgresql":
+            return postgresql.insert(table)
+        if self.engine.dialect.name == "sqlite":
+            return sqlite.insert(table)
+        raise StoreError(f"unsupported database dialect '{self.engine.dialect.name}'; use PostgreSQL or SQLite")
+
+    # -- experiments and executions ------------------------------------------
+    def experiment_id(self, name: str) -> int:
+        with self.engine.begin() as conn:
+            conn.execute(self._insert(experiments).values(name=name, created_at=_now())
+                         .on_conflict_do_nothing(index_elements=["name"]))
+            return int(conn.execute(sa.select(experiments.c.id).where(experiments.c.name == name)).scalar_one())
+
+    def start_execution(self, name: str, campaign: str, config_hash: str, config_json: str,
+                        where: str = "local") -> int:
+        exp = self.experiment_id(name)
+        with self.engine.begin() as conn:
+            result = conn.execute(executions.insert().values(
+                experiment_id=exp, campaign=campaign, config_hash=config_hash, config_json=config_json,
+                started_at=_now(), status="running", where=where))
+            return int(result.inserted_primary_key[0])
+
+    def finish_execution(self, execution_id: int, status: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(executions.update().where(executions.c.id == execution_id)
+                         .values(status=status, finished_at=_now()))
+
+    # -- runs -----------------------------------------------------------------
+    def done_keys(self, keys: Iterable[str]) -> set[str]:
+        keys = list(keys)
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                found.update(conn.execute(sa.select(runs.c.key).where(
+                    runs.c.key.in_(chunk), runs.c.status.in_(FINAL_STATUSES))).scalars())
+        return found
+
+    def save_runs(self, experiment_id: int, spec_records: list[tuple[Any, dict[str, Any]]]) -> int:
+        """Store (spec, record) pairs in one transaction; returns how many were new."""
+        rows = [self._row(experiment_id, spec, record) for spec, record in spec_records]
+        if not rows:
+            return 0
+        new = 0
+        with self.engine.begin() as conn:
+            for row in rows:
+                stmt = self._insert(runs).values(**row)
+                if row["status"] in FINAL_STATUSES:
+                    # Replace only a failed attempt; a finished run is never overwritten.
+                    stmt = stmt.on_conflict_do_update(
+                        index_elements=["key"], set_={k: stmt.excluded[k] for k in row if k != "key"},
+                        where=runs.c.status.notin_(FINAL_STATUSES))
+                else:
+                    stmt = stmt.on_conflict_do_update(
+                        index_elements=["key"], set_={"error": stmt.excluded.error, "created_at": _now()},
+                        where=runs.c.status.notin_(FINAL_STATUSES))
+                new += conn.execute(stmt).rowcount or 0
+        return new
+
+    @staticmethod
+    def _row(experiment_id: int, spec, record: dict[str, Any]) -> dict[str, Any]:
+        def js(name: str) -> str | None:
+            value = record.get(name)
+            return None if value is None else json.dumps(value, default=float)
+
+        return {
+            "key": spec.key, "experiment_id": experiment_id, "campaign": spec.campaign,
+            "stage": spec.stage, "profile": spec.profile_name, "init_seed": spec.init_seed,
+            "shuffle_seed": spec.shuffle_seed, "split_seed": spec.split_seed, "repeat": spec.repeat,
+            "deterministic": spec.deterministic, "status": record.get("status", "failed"),
+            "error": record.get("error"), "task": record.get("task"),
+            "spec_json": json.dumps(spec.to_json(), sort_keys=True),
+            "metrics_json": js("metrics"), "history_json": js("history"),
+            "fingerprint_json": js("fingerprint"), "timings_json": js("timings"),
+            "init_digest": record.get("init_digest"), "weights_digest": record.get("weights_digest"),
+            "predictions": codec.pack(record.get("predictions")),
+            "eval_labels": codec.pack(record.get("eval_labels")),
+            "weights": codec.pack(record.get("weights")), "weights_kind": record.get("weights_kind"),
+            "n_params": record.get("n_params"), "created_at": _now(),
+        }
+
+    def load_runs(self, experiment: str, campaign: str | None = None, *,
+                  with_arrays: bool = True) -> list[dict[str, Any]]:
+        cols = [c for c in runs.c if with_arrays or c.name not in ("predictions", "eval_labels", "weights")]
+        query = (sa.select(*cols).join(experiments, experiments.c.id == runs.c.experiment_id)
+                 .where(experiments.c.name == experiment).order_by(runs.c.key))
+        if campaign is not None:
+            query = query.where(runs.c.campaign == campaign)
+        with self.engine.connect() as conn:
+            return [self._decode(dict(r._mapping)) for r in conn.execute(query)]
+
+    @staticmethod
+    def _decode(row: dict[str, Any]) -> dict[str, Any]:
+        for name in ("spec", "metrics", "history", "fingerprint", "timings"):
+            text = row.pop(f"{name}_json", None)
+            row[name] = json.loads(text) if text else None
+        for name in ("predictions", "eval_labels", "weights"):
+            if name in row:
+                row[name] = codec.unpack(row[name])
+        return row
+
+    def count_runs(self, experiment: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(runs)
+        if experiment is not None:
+            query = query.join(experiments, experiments.c.id == runs.c.experiment_id).where(
+                experiments.c.name == experiment)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    # -- reports --------------------------------------------------------------
+    def save_report(self, experiment: str, campaign: str, gate: str, report: dict[str, Any]) -> int:
+        exp = self.experiment_id(experiment)
+        with self.engine.begin() as conn:
+            result = conn.execute(reports.insert().values(
+                experiment_id=exp, campaign=campaign, created_at=_now(), gate=gate,
+                report_json=json.dumps(report, default=float)))
+            return int(result.inserted_primary_key[0])
+
+    def iter_reports(self, experiment: str | None = None) -> Iterator[dict[str, Any]]:
+        query = (sa.select(reports, experiments.c.name.label("experiment"))
+                 .join(experiments, experiments.c.id == reports.c.experiment_id).order_by(reports.c.created_at))
+        if experiment is not None:
+            query = query.where(experiments.c.name == experiment)
+        with self.engine.connect() as conn:
+            for r in conn.execute(query):
+                row = dict(r._mapping)
+                row["report"] = json.loads(row.pop("report_json"))
+                yield row
+
+
+def _first_line(exc: BaseException | None) -> str:
+    return str(exc).strip().splitlines()[0] if exc and str(exc).strip() else type(exc).__name__
