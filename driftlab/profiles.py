@@ -148,6 +148,10 @@ def resolve_profiles(config: ExperimentConfig, *, local: bool = True,
                            "or set profiles.auto: true")
     ref_name = config.profiles.reference or runnable[0].name
     ref = next((p for p in runnable if p.name == ref_name), None)
+    if ref is None and any(p.name == ref_name for p, _ in skipped):
+        # The reference is a GPU pool skipped locally: compare against the first CPU profile here.
+        ref = runnable[0]
+        skipped.append((ref, f"stands in locally for reference '{ref_name}' (a GPU pool)"))
     if ref is None:
         raise ProfileError(f"profiles.reference: '{ref_name}' cannot run here "
                            f"(runnable: {', '.join(p.name for p in runnable)})")
