@@ -1,0 +1,23 @@
+"""Tuning: one Optuna study shared by many workers, with an exact global trial budget.
+
+The study is created once (``create_study``) before workers fan out; each
+worker (``run_worker``) runs free slots of the budget until none is left.
+On a cluster the storage is the PostgreSQL database in ``DRIFTLAB_DB_URL``
+(Optuna's own schema, readable by optuna-dashboard and the ``optuna`` CLI),
+with heartbeats, stale-trial retry and retried connections; locally it is
+Optuna's journal file. Modules: ``storage`` (where), ``budget`` (the slot
+scheme and why), ``search`` (space, samplers, pruners), ``study``
+(lifecycle, workers), ``results`` (what retraining gets), ``bench``.
+"""
+
+from __future__ import annotations
+
+from driftlab.tuning.budget import COUNTED_STATES, Counts, counts, effective_budget
+from driftlab.tuning.results import best, stability
+from driftlab.tuning.search import grid_space, make_pruner, make_sampler, suggest
+from driftlab.tuning.storage import NoFreeSlot, storage_for
+from driftlab.tuning.study import TuningError, create_study, load_study, run_worker, study_name
+
+__all__ = ["COUNTED_STATES", "Counts", "NoFreeSlot", "TuningError", "best", "counts", "create_study",
+           "effective_budget", "grid_space", "load_study", "make_pruner", "make_sampler", "run_worker",
+           "stability", "storage_for", "study_name", "suggest"]
