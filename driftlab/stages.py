@@ -84,7 +84,14 @@ def hyperparameters(config: ExperimentConfig, best_params: dict[str, Any] | str)
 
 
 def tune(config_text: str, campaign: str, worker_index: int) -> int:
-    """One tuning worker: real Keras trials on the reference profile until the budget is met."""
+    """One tuning worker: real Keras trials on the reference profile until the budget is met.
+
+    Each trial trains with the seed plan's first seeds, reports the validation
+    metric after every epoch (the pruner may stop it there) and returns the
+    final one; a run that fails raises, so its trial is FAIL with the error.
+    Returns the number of trials this worker ran (0 when the study is done: a
+    re-run resumes, it never exceeds the budget).
+    """
     import optuna
 
     from driftlab import datasets, tuning
@@ -112,6 +119,7 @@ def tune(config_text: str, campaign: str, worker_index: int) -> int:
         if record["status"] != "ok":
             raise RuntimeError(record["error"])
         trial.set_user_attr("eval_" + metric, record["metrics"][f"eval_{metric}"])
+        trial.set_user_attr("run_key", spec.key)
         return float(record["metrics"][f"val_{metric}"])
 
     return tuning.run_worker(config, campaign, worker_index, objective)
