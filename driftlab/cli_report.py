@@ -1,0 +1,166 @@
+"""``driftlab report show|history`` and ``driftlab gate``: reading reports, not producing them.
+
+``register(subparsers)`` adds the commands to the main parser (driftlab/cli.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_GATE_FAIL = 0, 2, 3
+
+
+def _bad_input(message: str) -> int:
+    print(f"driftlab: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+class BadReport(ValueError):
+    """A file that is not a driftlab report.json."""
+
+
+def read_report(path: str) -> dict[str, Any]:
+    """Load a report.json, or raise BadReport naming the file and the fix."""
+    try:
+        result = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BadReport(f"{path}: cannot read it ({exc.strerror or exc}); give the report.json that "
+                        "`driftlab run` printed") from None
+    except ValueError as exc:
+        raise BadReport(f"{path}: not JSON ({exc}); give a driftlab report.json") from None
+    missing = [k for k in ("gate", "hardware", "sources", "metric") if not isinstance(result, dict) or k not in result]
+    if missing:
+        raise BadReport(f"{path}: not a driftlab report.json (missing {', '.join(missing)})")
+    # Schema driftlab.report/1 had no top-level task; the experiment block did.
+    result.setdefault("task", (result.get("experiment") or {}).get("task") or "classification")
+    return result
+
+
+def _print_checks(gate: dict[str, Any]) -> None:
+    from driftlab.report import fmt
+
+    if not gate.get("checks"):
+        print("no budgets configured in tolerances: nothing to check")
+    for c in gate["checks"]:
+        value = fmt.num(c.get("value")) if not isinstance(c.get("value"), int) else str(c["value"])
+        note = f"  ({c['note']})" if c.get("note") else ""
+        print(f"{c['status']:<4}  {c['check']:<20} {str(c['where']):<20} {value:>10} {c.get('op', '<=')} "
+              f"{c['budget']}{note}")
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    """Exit 0 when the gate passes, 3 when it fails, 2 on bad input."""
+    from driftlab.drift import evaluate_gate
+
+    try:
+        result = read_report(args.report)
+    except BadReport as exc:
+        return _bad_input(str(exc))
+    gate = result["gate"]
+    if getattr(args, "config", None):
+        from driftlab.config import ConfigError, load_config
+
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            return _bad_input(str(exc))
+        task = result.get("task") or (result.get("experiment") or {}).get("task") or config.task
+        gate = evaluate_gate(config.tolerances, result, task=task)
+        print(f"budgets from {args.config}")
+    if getattr(args, "json", False):
+        print(json.dumps(gate, indent=2, default=str))
+    else:
+        _print_checks(gate)
+        print(f"gate: {gate['status']}")
+    return EXIT_OK if gate["status"] == "PASS" else EXIT_GATE_FAIL
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Print a stored report (Markdown or JSON), or write it again as HTML."""
+    from driftlab.report import to_html, to_markdown
+
+    try:
+        result = read_report(args.report)
+    except BadReport as exc:
+        return _bad_input(str(exc))
+    if args.html:
+        Path(args.html).write_text(to_html(result), encoding="utf-8")
+        print(f"wrote {args.html}")
+        return EXIT_OK
+    print(json.dumps(result, indent=2) if args.format == "json" else to_markdown(result), end="")
+    return EXIT_OK
+
+
+def _store(args: argparse.Namespace):
+    from driftlab.store import Store, database_url, local_dir
+
+    url_env, configured_dir = "DRIFTLAB_DB_URL", ".driftlab"
+    if args.config:
+        from driftlab.config import load_config
+
+        config = load_config(args.config)
+        url_env, configured_dir = config.storage.url_env, config.storage.local_dir
+    if args.home:
+        db = Path(args.home).resolve() / "driftlab.sqlite"
+        if not db.exists():
+            raise FileNotFoundError(f"--home {args.home}: no driftlab.sqlite there; give the folder "
+                                    "`driftlab run --home` used")
+        import os
+
+        if not os.environ.get(url_env, "").strip():
+            return Store(f"sqlite:///{db}")
+    return Store(database_url(url_env, local_dir(configured_dir)))
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """Drift per profile across every stored report, with jumps and version changes flagged."""
+    from driftlab.config import ConfigError
+    from driftlab.report import history
+    from driftlab.store import StoreError, safe_url
+
+    try:
+        store = _store(args)
+        rows = history.history_rows(store.iter_reports(args.experiment))
+    except (ConfigError, StoreError, FileNotFoundError) as exc:
+        return _bad_input(str(exc))
+    if not rows:
+        which = f" for experiment '{args.experiment}'" if args.experiment else ""
+        print(f"no reports with more than one profile{which} in {safe_url(store.url)}")
+        return EXIT_OK
+    if args.html:
+        Path(args.html).write_text(history.to_html(rows), encoding="utf-8")
+        print(f"wrote {args.html}")
+    if args.format == "json":
+        print(json.dumps(rows, indent=2, default=str))
+    else:
+        print(history.to_markdown(rows), end="")
+    return EXIT_OK
+
+
+def register(subparsers: Any) -> None:
+    """Add ``report show``, ``report history`` and the ``gate`` options to the driftlab parser."""
+    gate = subparsers.choices.get("gate") or subparsers.add_parser(
+        "gate", help="exit non-zero when a report's tolerance gate failed")
+    if "report" not in {a.dest for a in gate._actions}:
+        gate.add_argument("report", help="report.json")
+    gate.add_argument("--config", help="re-evaluate the stored statistics against this experiment file's tolerances")
+    gate.add_argument("--json", action="store_true", help="print the gate as JSON")
+    gate.set_defaults(func=cmd_gate)
+    report = subparsers.add_parser("report", help="show a report, or the history of drift across runs")
+    sub = report.add_subparsers(dest="report_command", required=True)
+    show = sub.add_parser("show", help="print a report.json as Markdown or JSON, or write it as HTML")
+    show.add_argument("report", help="report.json")
+    show.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    show.add_argument("--html", help="write the HTML report to this file instead of printing")
+    show.set_defaults(func=cmd_show)
+    hist = sub.add_parser("history", help="drift per profile across every report in the results DB")
+    hist.add_argument("--experiment", help="only this experiment (default: all)")
+    hist.add_argument("--config", help="experiment file whose storage settings name the database")
+    hist.add_argument("--home", help="the folder `driftlab run --home` used (its driftlab.sqlite)")
+    hist.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    hist.add_argument("--html", help="also write the history as a self-contained HTML page")
+    hist.set_defaults(func=cmd_history)

@@ -1,0 +1,94 @@
+"""Variance components: the share of total variance each source explains.
+
+Estimator (factorial plans): the classical ANOVA / expected-mean-squares
+method for a balanced, fully crossed random-effects design. Each varied
+factor (init, shuffle, split seeds, hardware profile) is a random effect;
+every interaction among them is a random effect too; repeats within a cell
+are the residual. For a subset S of factors, with ``c_S = r * prod(L_f, f not
+in S)`` (r repeats, L_f levels):
+
+    E[MS_S] = sigma2_residual + sum over T containing S of c_T * sigma2_T
+
+solved from the highest interaction down. The raw estimates are unbiased;
+negative ones (sampling noise around a zero component) are reported raw and
+truncated to zero for the shares. With one repeat per cell the residual is
+not separable from the highest interaction and is reported together with it.
+
+One-at-a-time plans do not cross the factors, so interactions cannot be
+separated: each source's variance is its pooled within-group variance (runs
+differing only in that source), and shares are taken of their sum.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Sequence
+
+import numpy as np
+
+SEP = "×"
+ROUND_OFF = 1e-10  # relative to the largest mean square: smaller values are float round-off, set to 0
+
+
+def _subsets(k: int) -> list[tuple[int, ...]]:
+    return [s for size in range(1, k + 1) for s in itertools.combinations(range(k), size)]
+
+
+def anova_components(y: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+    """Random-effects variance components of a balanced crossed design.
+
+    Args:
+        y: Array of shape ``(L_1, ..., L_k, r)``: one axis per factor, the last axis repeats.
+        names: The k factor names.
+
+    Returns:
+        ``{"terms": [{name, factors, df, mean_square, variance_raw, variance}], "residual": {...},
+        "residual_separable": bool}``.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    k = y.ndim - 1
+    if k != len(names):
+        raise ValueError(f"y has {k} factor axes but {len(names)} names were given")
+    levels = y.shape[:k]
+    r = y.shape[-1]
+    cell_mean = y.mean(axis=-1)
+    grand = cell_mean.mean()
+    means: dict[tuple[int, ...], np.ndarray] = {(): np.asarray(grand)}
+    for s in _subsets(k):
+        others = tuple(a for a in range(k) if a not in s)
+        means[s] = cell_mean.mean(axis=others, keepdims=True) if others else cell_mean
+    terms: dict[tuple[int, ...], dict[str, Any]] = {}
+    for s in _subsets(k):
+        effect = sum(((-1) ** (len(s) - len(t))) * means[t]
+                     for size in range(len(s) + 1) for t in itertools.combinations(s, size))
+        df = int(np.prod([levels[a] - 1 for a in s]))
+        ss = float(np.sum(np.broadcast_to(effect, levels) ** 2) * r)
+        terms[s] = {"name": SEP.join(names[a] for a in s), "factors": [names[a] for a in s], "df": df,
+                    "mean_square": ss / df if df else 0.0}
+    df_e = int(np.prod(levels)) * (r - 1)
+    ms_e = float(np.sum((y - cell_mean[..., None]) ** 2) / df_e) if df_e else 0.0
+
+    def coeff(t: tuple[int, ...]) -> float:
+        return float(r * np.prod([levels[a] for a in range(k) if a not in t]))
+
+    zero = ROUND_OFF * max([ms_e] + [t["mean_square"] for t in terms.values()])
+    ms_e = 0.0 if ms_e < zero else ms_e
+    for t in terms.values():
+        t["mean_square"] = 0.0 if t["mean_square"] < zero else t["mean_square"]
+    for s in sorted(terms, key=len, reverse=True):
+        above = sum(coeff(t) * terms[t]["variance_raw"] for t in terms if len(t) > len(s) and set(s) <= set(t))
+        raw = (terms[s]["mean_square"] - ms_e - above) / coeff(s)
+        terms[s]["variance_raw"] = 0.0 if abs(raw) < zero else raw
+    out_terms = []
+    for s in _subsets(k):
+        t = terms[s]
+        t["variance"] = max(t["variance_raw"], 0.0)
+        out_terms.append(t)
+    return {"terms": out_terms, "residual": {"df": df_e, "mean_square": ms_e, "variance": ms_e},
+            "residual_separable": r >= 2}
+
+
+def shares(variances: dict[str, float]) -> dict[str, float | None]:
+    """Each variance over their sum; None for every entry when the sum is zero."""
+    total = sum(v for v in variances.values() if v is not None)
+    return {k: (v / total if total > 0 and v is not None else None) for k, v in variances.items()}

@@ -1,0 +1,138 @@
+"""Plain words at the top of every report, and the headline numbers for KFP Metrics."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from driftlab.drift.sources import LABELS
+
+GROUP_LABELS = {**LABELS, "interactions": "interactions between sources", "residual": "residual"}
+
+
+def _fmt(x: float | None, digits: int = 4) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def _share_line(result: dict[str, Any]) -> str | None:
+    var = result.get("variance") or {}
+    shares = {k: v for k, v in (var.get("shares") or {}).items() if v is not None}
+    if not shares:
+        return None
+    metric = result["metric"]["name"]
+    ranked = sorted(shares.items(), key=lambda kv: -kv[1])
+    top, top_share = ranked[0]
+    rest = ", ".join(f"{GROUP_LABELS.get(k, k)} {v:.0%}" for k, v in ranked[1:4] if v >= 0.005)
+    how = "factorial random-effects ANOVA" if var.get("design") == "factorial" else "sources varied one at a time"
+    verb = "explain" if top == "interactions" else "explains"
+    line = f"{GROUP_LABELS.get(top, top).capitalize()} {verb} {top_share:.0%} of the variance in {metric}"
+    return line + (f" ({rest}; {how})." if rest else f" ({how}).")
+
+
+def _source_line(result: dict[str, Any]) -> str | None:
+    metric = result["metric"]["name"]
+    sds = {s: v for s, v in result["sources"].items() if v.get("varied") and v.get("metric_sd") is not None}
+    if not sds:
+        return "No source of variation was varied in this plan: nothing to compare."
+    top = max(sds, key=lambda s: sds[s]["metric_sd"])
+    s = sds[top]
+    ci = s.get("metric_sd_ci95")
+    line = (f"{LABELS[top].capitalize()} moves {metric} most: SD {_fmt(s['metric_sd'])}"
+            + (f" (95% CI {ci[0]:.4f}–{ci[1]:.4f})" if ci else ""))
+    if s.get("noise_floor") is not None:
+        line += f"; the test-set noise floor is {_fmt(s['noise_floor'])}"
+        if s["metric_sd"] < s["noise_floor"]:
+            line += ", so this spread is within sampling noise of the evaluation set"
+    return line + "."
+
+
+def _profile_line(prof: str, h: dict[str, Any], reference: str, task: str) -> str:
+    if not h.get("compared"):
+        return f"{prof}: {h.get('note', 'no runs to compare')}."
+    if h.get("identical_share") == 1.0:
+        return f"{prof} is bitwise identical to {reference} ({h['compared']} runs compared)."
+    ratio = h.get("drift_to_seed_noise")
+    if h.get("disagreement") == 0 and not h.get("metric_delta_max_abs"):
+        return (f"{prof} changes the weights' last bits ({h['identical_share']:.0%} bitwise-identical runs, max "
+                f"prediction difference {h['max_abs_diff']:.2g}) but changes no eval prediction and no metric"
+                f" vs {reference}: drift 0× seed noise.")
+    dis = (f"{h['disagreement']:.1%} of eval predictions disagree" if task == "classification"
+           else f"RMS prediction difference {h['disagreement']:.4g}")
+    drift = f"drifts {ratio:.2f}× seed noise" if ratio is not None else "drift not comparable (seed noise unknown)"
+    return f"{prof} {drift} vs {reference}: {dis}, {h['identical_share']:.0%} bitwise-identical weights."
+
+
+def _determinism_line(result: dict[str, Any]) -> str | None:
+    det = result["determinism"]
+    ratio = det.get("fit_time_ratio_on_off")
+    cost = f" at {ratio:.2f}× fit time" if ratio is not None else ""
+    ref = result["reference"]
+    verdict = det.get("verdict")
+    if verdict == "removes":
+        return f"Op determinism removes all run-to-run variance on {ref}{cost}."
+    if verdict == "nothing_to_remove":
+        return (f"Repeats on {ref} were bitwise identical even without op determinism: "
+                f"it removed nothing here" + (f" (fit time {ratio:.2f}× with it on)." if ratio is not None else "."))
+    if verdict == "partial":
+        on = det["repeats_on"]
+        return (f"With op determinism on, only {on['identical_share']:.0%} of repeats on {ref} are bitwise "
+                f"identical{cost}: some kernels stay nondeterministic.")
+    on = det["repeats_on"]
+    if on.get("varied"):
+        return f"With op determinism on, {on['identical_share']:.0%} of repeats on {ref} are bitwise identical."
+    return None
+
+
+def _gate_line(gate: dict[str, Any]) -> str:
+    if not gate.get("checks"):
+        return "Tolerance gate: PASS (no budgets configured in tolerances)."
+    failed = [c for c in gate["checks"] if c["status"] == "FAIL"]
+    if not failed:
+        return f"Tolerance gate: PASS ({len(gate['checks'])} checks within budget)."
+    first = failed[0]
+    value = first["value"] if isinstance(first["value"], int) else _fmt(first["value"])
+    return (f"Tolerance gate: FAIL ({len(failed)} of {len(gate['checks'])} checks), e.g. {first['check']} on "
+            f"{first['where']}: {value} against budget {first['op']} {first['budget']}.")
+
+
+def summarize(result: dict[str, Any]) -> list[str]:
+    """A handful of sentences a person reads before any table."""
+    lines: list[str] = []
+    if not result["counts"].get("reference_runs"):
+        lines.append(f"No finished runs on the reference profile {result['reference']}: nothing to compare.")
+    for line in (_share_line(result), _source_line(result)):
+        if line:
+            lines.append(line)
+    for prof, h in result["hardware"].items():
+        lines.append(_profile_line(prof, h, result["reference"], result["task"]))
+    det = _determinism_line(result)
+    if det:
+        lines.append(det)
+    bad = result["counts"]["failed"] + result["counts"]["diverged"]
+    if bad:
+        lines.append(f"{bad} of {result['counts']['runs']} runs did not finish (failed or diverged) "
+                     "and are left out of every statistic.")
+    lines.append(_gate_line(result["gate"]))
+    return lines
+
+
+def headline_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """Finite numbers for the KFP run comparison view (names are stable: see docs/report-schema.md)."""
+    out: dict[str, float | None] = {}
+    name = result["metric"]["name"]
+    out[f"{name}_mean"] = result["metric"].get("mean")
+    out["noise_floor"] = result["metric"].get("noise_floor")
+    for source, s in result["sources"].items():
+        if s.get("varied"):
+            out[f"{source}_sd"] = s.get("metric_sd")
+            out[f"{source}_disagreement"] = s.get("disagreement")
+    for group, share in ((result.get("variance") or {}).get("shares") or {}).items():
+        out[f"share_{group}"] = share
+    for prof, h in result["hardware"].items():
+        if h.get("compared"):
+            out[f"{prof}_disagreement"] = h.get("disagreement")
+            out[f"{prof}_drift_ratio"] = h.get("drift_to_seed_noise")
+            out[f"{prof}_identical_share"] = h.get("identical_share")
+    out["determinism_fit_time_ratio"] = result["determinism"].get("fit_time_ratio_on_off")
+    out["gate_pass"] = 1.0 if result["gate"]["status"] == "PASS" else 0.0
+    return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(float(v))}
