@@ -217,6 +217,10 @@ class GateConfig(Strict):
     max_disagreement: Annotated[float, Field(ge=0, le=1)] | None = None
     max_drift_ratio: Annotated[float, Field(ge=0)] | None = None
     max_metric_sd: Annotated[float, Field(ge=0)] | None = None
+    min_identical_share: Annotated[float, Field(ge=0, le=1)] | None = None
+    max_prediction_diff: Annotated[float, Field(ge=0)] | None = None
+    max_delta_by_metric: dict[Literal["accuracy", "rmse", "mae"], Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict)
     per_profile: dict[str, "GateConfig"] = Field(default_factory=dict)
 
 
