@@ -179,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp.set_defaults(func=cmd_compile)
     prof = sub.add_parser("profiles", help="list the CPU profiles this machine can run")
     prof.set_defaults(func=cmd_profiles)
+    __import__("driftlab.cli_report").cli_report.register(sub)  # report show|history, gate options
     return parser
 
 
