@@ -6,6 +6,14 @@ SD given in ``sigmas``; ``e`` (nondeterminism) is drawn per run only with
 determinism off. With determinism on, repeats are bitwise identical (same
 predictions, weights and digest), as on a real deterministic profile.
 Records have the shape of ``Store.load_runs`` output.
+
+With ``exact=True`` the drawn effects are rescaled so that the balanced
+ANOVA estimator must return the given variances exactly (up to float
+round-off): each main effect is centred with sample variance
+``sigma^2 (+ sigma_int^2 / L_other for init and shuffle)``, the interaction is
+double-centred, and each deterministic-off cell's noise is centred with
+sample variance ``sigma_nondeterminism^2``. A known-answer test for the
+algebra; the random draws test the statistics.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ class SyntheticPlan:
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)
     flip_rate: float = 0.05  # share of eval predictions a different run changes
     seed: int = 0
+    exact: bool = False
 
 
 def _rng(*parts: Any) -> np.random.Generator:
@@ -73,6 +82,8 @@ def generate(plan: SyntheticPlan) -> list[dict[str, Any]]:
     c = {p: eff.normal(0, sig["split"]) for p in plan.split}
     h = {q: eff.normal(0, sig["hardware"]) for q in plan.profiles}
     ab = {(i, s): eff.normal(0, sig["init×shuffle"]) for i in plan.init for s in plan.shuffle}
+    if plan.exact:
+        a, b, c, h, ab = _exact(plan, sig, a, b, c, h, ab)
     data = _rng(plan.seed, "data")
     labels = data.integers(0, plan.n_classes, plan.n_eval)
     target = data.normal(0, 1, plan.n_eval)
@@ -84,10 +95,45 @@ def generate(plan: SyntheticPlan) -> list[dict[str, Any]]:
                 continue
             # Runs that are bitwise identical share an identity (deterministic repeats).
             identity = (plan.seed, i, s, p, profile if sig["hardware"] or q_index == 0 else "ref", d, None if d else r)
-            noise = 0.0 if d else _rng(*identity, "nondet").normal(0, sig["nondeterminism"])
+            noise = 0.0 if d else _noise(plan, sig["nondeterminism"], (i, s, p, profile), r)
             value = plan.base + a[i] + b[s] + c[p] + h[profile] + ab[(i, s)] + noise
             records.append(_record(plan, identity, value, labels, target, profile, (i, s, p, r, d)))
     return records
+
+
+def _scaled(values: dict, variance: float) -> dict:
+    keys = list(values)
+    x = np.array([values[k] for k in keys], dtype=np.float64)
+    if len(x) < 2:
+        return {k: 0.0 for k in keys}
+    x = x - x.mean()
+    sd = x.std(ddof=1)
+    x = x * (np.sqrt(variance) / sd) if sd > 0 else x * 0.0
+    return dict(zip(keys, x))
+
+
+def _exact(plan: SyntheticPlan, sig: dict[str, float], a: dict, b: dict, c: dict, h: dict, ab: dict):
+    li, ls = len(plan.init), len(plan.shuffle)
+    inter = sig["init×shuffle"] ** 2
+    m = np.array([[ab[(i, s)] for s in plan.shuffle] for i in plan.init])
+    m = m - m.mean(axis=0, keepdims=True) - m.mean(axis=1, keepdims=True) + m.mean()
+    df = (li - 1) * (ls - 1)
+    norm = np.sum(m ** 2) / df if df else 0.0
+    m = m * np.sqrt(inter / norm) if norm > 0 else m * 0.0
+    ab = {(i, s): m[x, y] for x, i in enumerate(plan.init) for y, s in enumerate(plan.shuffle)}
+    # The ANOVA estimator of a main effect subtracts the interaction's expected share of it.
+    return (_scaled(a, sig["init"] ** 2 + (inter / ls if df else 0.0)),
+            _scaled(b, sig["shuffle"] ** 2 + (inter / li if df else 0.0)),
+            _scaled(c, sig["split"] ** 2), _scaled(h, sig["hardware"] ** 2), ab)
+
+
+def _noise(plan: SyntheticPlan, sd: float, cell: tuple, repeat: int) -> float:
+    draws = _rng(plan.seed, *cell, "nondet").normal(0, sd, plan.repeats)
+    if plan.exact:
+        draws = draws - draws.mean()
+        spread = draws.std(ddof=1) if plan.repeats >= 2 else 0.0
+        draws = draws * (sd / spread) if spread > 0 else draws * 0.0
+    return float(draws[repeat])
 
 
 def _record(plan: SyntheticPlan, identity: tuple, value: float, labels: np.ndarray, target: np.ndarray,
