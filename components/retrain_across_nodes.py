@@ -5,16 +5,20 @@ from components.images import GPU_IMAGE
 
 @dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
 def retrain_across_nodes(config_yaml: str, campaign: str, node: dict) -> dict:
-    """Retrain the deterministic seed runs on one profile (node pool).
+    """Retrain the deterministic seed runs on one profile (node pool), one shard of them.
 
     Args:
         config_yaml: The experiment file's text.
         campaign: Campaign name; runs already recorded under it are skipped.
-        node: One item of plan_nodes: ``{profile, best_params, ...}``.
+        node: One item of plan_nodes: ``{profile, best_params, shard_index, shard_count, ...}``
+            (an item without shard fields trains all of the profile's runs).
 
     Returns:
-        Counts: planned, skipped (already recorded), trained, failed, seconds.
+        Counts: profile, planned, skipped (already recorded), trained, failed, seconds, workers;
+        ``skipped_profile`` with the reason when the pool cannot run here (a GPU pool locally).
     """
     from driftlab import stages
 
-    return stages.retrain_node(config_yaml, campaign, node["best_params"], node["profile"], quiet=True)
+    return stages.retrain_node(config_yaml, campaign, node["best_params"], node["profile"], quiet=True,
+                               shard_index=int(node.get("shard_index", 0)),
+                               shard_count=int(node.get("shard_count", 1)))

@@ -1,15 +1,23 @@
 """Execute run specs in worker processes, one profile per worker, and record them.
 
 Each worker imports TensorFlow once with its profile's knobs and trains many
-runs. Specs are handed out one at a time (the next goes to whichever worker
-is free), each record is written to the results store as soon as it arrives,
-and keys already recorded are skipped, so an interrupted stage resumes where
-it stopped and never trains a key twice.
+runs, with thread counts pinned by the profile, so that runs in parallel
+workers compute exactly what they would compute alone. Specs are handed out
+one at a time (the next goes to whichever worker is free), each record is
+written to the results store the moment it arrives (a finished run is never
+lost to an interruption), and keys already recorded are skipped, so an
+interrupted stage resumes where it stopped and never trains a key twice.
+
+Interruptions: on SIGINT (KeyboardInterrupt) the executor stops handing out
+work, keeps every record already received, stops its workers and re-raises;
+on SIGKILL the workers die with their parent (see ``driftlab.worker``) and the
+store holds every run received before the kill.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import subprocess
@@ -17,40 +25,71 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from driftlab.config import ProfileConfig
-from driftlab.profiles import PROFILE_ENV_KEYS, env_for
+from driftlab.profiles import PROFILE_ENV_KEYS, ProfileError, env_for
 from driftlab.runspec import RunSpec
 from driftlab.store import Store
 from driftlab.worker import decode_record
 
-WORKER_START_TIMEOUT_S = 300
 MAX_WORKER_RESTARTS = 2
+RESULT_POLL_S = 0.5  # the main thread wakes this often, so Ctrl-C is handled promptly
 
 
 class WorkerDied(RuntimeError):
-    pass
+    """A worker process that exited or closed its pipe."""
 
 
-def worker_env(profile: ProfileConfig) -> dict[str, str]:
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota (a pod's limit)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.floor(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+def worker_env(profile: ProfileConfig, index: int = 0) -> dict[str, str]:
+    """The environment of worker ``index`` of a profile: inherited, minus stale knobs, plus the profile's."""
     env = {k: v for k, v in os.environ.items() if k not in PROFILE_ENV_KEYS}
     env.update(env_for(profile))
     env["PYTHONUNBUFFERED"] = "1"
+    env["DRIFTLAB_PARENT_PID"] = str(os.getpid())
+    env["DRIFTLAB_PROFILE"] = profile.name
+    env["DRIFTLAB_PROFILE_KIND"] = profile.kind
+    env["DRIFTLAB_NODE_SELECTOR"] = json.dumps(dict(profile.node_selector), sort_keys=True)
+    if profile.kind == "gpu" and profile.accelerator and profile.accelerator.count > 1:
+        env["CUDA_VISIBLE_DEVICES"] = str(index % profile.accelerator.count)  # one GPU per worker
     return env
 
 
 class Worker:
-    """One ``python -m driftlab.worker`` process bound to a profile."""
+    """One ``python -m driftlab.worker`` process bound to a profile.
 
-    def __init__(self, profile: ProfileConfig, log_path: str | None = None):
+    Create and use a worker from one thread: on Linux the process is told to
+    exit when the thread that started it ends (``PR_SET_PDEATHSIG``).
+    """
+
+    def __init__(self, profile: ProfileConfig, log_path: str | None = None, *, index: int = 0):
         self.profile = profile
         self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "driftlab.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._log, env=worker_env(profile), text=True, bufsize=1)
-        ready = self._read()
-        self.fingerprint = ready["ready"]
+            stderr=self._log, env=worker_env(profile, index), text=True, bufsize=1)
+        self.runs = 0
+        hello = self._read()
+        if "refused" in hello:
+            self.close()
+            raise ProfileError(hello["refused"])
+        self.fingerprint = hello["ready"]
 
     def _read(self) -> dict[str, Any]:
         line = self.proc.stdout.readline()
@@ -60,22 +99,33 @@ class Worker:
         return json.loads(line)
 
     def run(self, spec: RunSpec) -> dict[str, Any]:
+        """Train one spec in this worker and return its record."""
         try:
             self.proc.stdin.write(json.dumps({"spec": spec.to_json()}) + "\n")
             self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
+        except (BrokenPipeError, OSError, ValueError):
             raise WorkerDied(f"worker for profile '{self.profile.name}' is gone") from None
-        return decode_record(self._read())
+        record = decode_record(self._read())
+        self.runs += 1
+        return record
+
+    def kill(self) -> None:
+        """Stop at once (an interrupted stage): the run in progress is abandoned."""
+        if self.proc.poll() is None:
+            self.proc.kill()
 
     def close(self) -> None:
+        """Let the worker finish and exit (stdin closed); kill it if it does not within 30 s."""
         if self.proc.poll() is None:
             try:
                 self.proc.stdin.close()
                 self.proc.wait(timeout=30)
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
+                self.proc.wait()
         if self._log is not subprocess.DEVNULL:
             self._log.close()
+            self._log = subprocess.DEVNULL
 
 
 @dataclass
@@ -87,82 +137,162 @@ class ExecutionSummary:
     failed: int = 0
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    workers: int = 0
 
 
 ProgressFn = Callable[[RunSpec, dict[str, Any]], None]
 
 
+class _Pool:
+    """``jobs`` threads, each owning one worker process, fed from one queue."""
+
+    def __init__(self, profile: ProfileConfig, todo: list[RunSpec], jobs: int, log_dir: str | None):
+        self.profile, self.log_dir = profile, log_dir
+        self.work: queue.Queue[RunSpec] = queue.Queue()
+        for spec in todo:
+            self.work.put(spec)
+        self.results: queue.Queue[tuple[RunSpec, dict[str, Any]] | BaseException] = queue.Queue()
+        self.stop = threading.Event()
+        self.workers: list[Worker] = []
+        self._lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._serve, args=(i,), daemon=True) for i in range(jobs)]
+        for t in self.threads:
+            t.start()
+
+    def _start_worker(self, index: int) -> Worker:
+        log_path = os.path.join(self.log_dir, f"worker-{self.profile.name}-{os.getpid()}-{index}.log") \
+            if self.log_dir else None
+        worker = Worker(self.profile, log_path, index=index)
+        with self._lock:
+            self.workers.append(worker)
+        return worker
+
+    def _serve(self, index: int) -> None:
+        restarts, worker = 0, None
+        try:
+            while not self.stop.is_set():
+                try:
+                    spec = self.work.get_nowait()
+                except queue.Empty:
+                    return
+                while not self.stop.is_set():
+                    try:
+                        if worker is None:
+                            worker = self._start_worker(index)
+                        self.results.put((spec, worker.run(spec)))  # finished runs are kept, even when stopping
+                        break
+                    except WorkerDied as exc:
+                        worker = None
+                        restarts += 1
+                        if restarts > MAX_WORKER_RESTARTS and not self.stop.is_set():
+                            self.results.put((spec, {"key": spec.key, "status": "failed", "error": str(exc)}))
+                            break
+        except BaseException as exc:  # surface to the main thread (e.g. a profile refused here)
+            self.results.put(exc)
+        finally:
+            if worker is not None:
+                worker.kill() if self.stop.is_set() else worker.close()
+
+    def shutdown(self, *, interrupted: bool) -> None:
+        if interrupted:
+            self.stop.set()
+            with self._lock:
+                for w in self.workers:
+                    w.kill()
+        for t in self.threads:
+            t.join(timeout=5 if interrupted else 60)
+
+
 def execute(specs: list[RunSpec], profile: ProfileConfig, store: Store, experiment_id: int, *,
-            jobs: int = 1, progress: ProgressFn | None = None, log_dir: str | None = None,
-            batch_size: int = 8) -> ExecutionSummary:
-    """Train every spec not yet recorded, on ``jobs`` workers of one profile."""
+            jobs: int = 1, progress: ProgressFn | None = None, log_dir: str | None = None
+            ) -> ExecutionSummary:
+    """Train every spec not yet recorded, on ``jobs`` workers of one profile.
+
+    Args:
+        specs: The runs of this stage (or shard); all on ``profile``.
+        profile: Where they run; its knobs go to every worker.
+        store: Results store; each record is saved as soon as it arrives.
+        experiment_id: The experiment's row in the store.
+        jobs: Worker processes (at most one per spec left to train).
+        progress: Called with (spec, record) after each record is saved.
+        log_dir: Folder for the workers' stderr logs (none: discarded).
+
+    Returns:
+        Counts: planned, skipped (already recorded), trained, failed; seconds; workers.
+
+    Raises:
+        KeyboardInterrupt: after saving every record received and stopping the workers.
+        ProfileError: a worker found that this machine cannot honour the profile.
+    """
     t0 = time.perf_counter()
     done = store.done_keys(s.key for s in specs)
     todo = [s for s in specs if s.key not in done]
     summary = ExecutionSummary(profile.name, len(specs), len(specs) - len(todo))
     if not todo:
         return summary
-    work: queue.Queue[RunSpec | None] = queue.Queue()
-    for spec in todo:
-        work.put(spec)
-    results: queue.Queue[tuple[RunSpec, dict[str, Any]] | BaseException] = queue.Queue()
     jobs = max(1, min(jobs, len(todo)))
-
-    def serve(index: int) -> None:
-        restarts, worker = 0, None
-        log_path = os.path.join(log_dir, f"worker-{profile.name}-{index}.log") if log_dir else None
-        try:
-            while True:
-                try:
-                    spec = work.get_nowait()
-                except queue.Empty:
-                    return
-                while True:
-                    try:
-                        if worker is None:
-                            worker = Worker(profile, log_path)
-                        results.put((spec, worker.run(spec)))
-                        break
-                    except WorkerDied as exc:
-                        worker = None
-                        restarts += 1
-                        if restarts > MAX_WORKER_RESTARTS:
-                            results.put((spec, {"key": spec.key, "status": "failed", "error": str(exc)}))
-                            break
-        except BaseException as exc:  # surface to the main thread
-            results.put(exc)
-        finally:
-            if worker is not None:
-                worker.close()
-
-    threads = [threading.Thread(target=serve, args=(i,), daemon=True) for i in range(jobs)]
-    for t in threads:
-        t.start()
-    pending: list[tuple[RunSpec, dict[str, Any]]] = []
-    received = 0
+    summary.workers = jobs
+    pool = _Pool(profile, todo, jobs, log_dir)
+    current: tuple[RunSpec, dict[str, Any]] | None = None
     try:
-        while received < len(todo):
-            item = results.get()
+        while summary.trained + summary.failed < len(todo):
+            try:
+                item = pool.results.get(timeout=RESULT_POLL_S)
+            except queue.Empty:
+                if not any(t.is_alive() for t in pool.threads) and pool.results.empty():
+                    raise RuntimeError(f"the workers of profile '{profile.name}' stopped with "
+                                       f"{len(todo) - summary.trained - summary.failed} run(s) left") from None
+                continue
             if isinstance(item, BaseException):
                 raise item
-            received += 1
-            spec, record = item
-            if record.get("status") == "failed":
-                summary.failed += 1
-                summary.errors.append(f"{spec.key}: {record.get('error')}")
-            else:
-                summary.trained += 1
-            pending.append(item)
-            # Write in small batches: few transactions, and at most a batch lost on a kill.
-            if len(pending) >= batch_size or results.empty():
-                store.save_runs(experiment_id, pending)
-                pending = []
-            if progress is not None:
-                progress(spec, record)
+            current = item
+            _record(store, experiment_id, item, summary, progress)
+            current = None
+    except KeyboardInterrupt:
+        _keep_finished(pool, store, experiment_id, current, summary)
+        raise
+    except BaseException:
+        pool.shutdown(interrupted=True)
+        raise
+    else:
+        pool.shutdown(interrupted=False)
     finally:
-        if pending:
-            store.save_runs(experiment_id, pending)
-        for t in threads:
-            t.join(timeout=1)
-    summary.seconds = time.perf_counter() - t0
+        summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _record(store: Store, experiment_id: int, item: tuple[RunSpec, dict[str, Any]], summary: ExecutionSummary,
+            progress: ProgressFn | None) -> None:
+    spec, record = item
+    store.save_runs(experiment_id, [item])
+    if record.get("status") == "failed":
+        summary.failed += 1
+        summary.errors.append(f"{spec.key}: {record.get('error')}")
+    else:
+        summary.trained += 1
+    if progress is not None:
+        progress(spec, record)
+
+
+def _keep_finished(pool: _Pool, store: Store, experiment_id: int, current: tuple[RunSpec, dict[str, Any]] | None,
+                   summary: ExecutionSummary) -> None:
+    """After Ctrl-C: stop the workers, then save the run being saved and every run already received."""
+    import signal
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None  # a 2nd Ctrl-C must not lose these
+    try:
+        pool.shutdown(interrupted=True)
+        finished = [current] if current is not None else []
+        while True:
+            try:
+                item = pool.results.get_nowait()
+            except queue.Empty:
+                break
+            if not isinstance(item, BaseException):
+                finished.append(item)
+        for item in finished:  # save_runs is idempotent: a run saved twice is stored once
+            _record(store, experiment_id, item, summary, None)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)

@@ -4,6 +4,16 @@ TensorFlow and oneDNN read their knobs once, at import. A profile's knobs are
 therefore applied to a fresh process's environment before TensorFlow is
 imported; ``apply_env`` refuses to run after the import, because then the
 knobs would silently do nothing.
+
+What cannot be honoured is decided before any training starts:
+
+- a CPU profile capped at an ISA this CPU lacks is an error (``ProfileError``
+  naming the profile, the ISA and what the CPU supports): oneDNN would silently
+  fall back to a lower ISA and the profile would measure nothing;
+- a GPU node pool, when running locally (``kfp.local`` or ``driftlab run``),
+  is skipped with a visible notice and the rest of the plan runs: the same
+  experiment file serves the laptop and the cluster. On a cluster the pool's
+  task checks its own node (``check_here``): no GPU visible is an error.
 """
 
 from __future__ import annotations
@@ -36,7 +46,14 @@ class ProfileError(ValueError):
     """A profile this machine cannot honour."""
 
 
+class UnknownProfile(ProfileError, KeyError):
+    """A profile name that is not among the profiles that run here (also a KeyError)."""
+
+    __str__ = ValueError.__str__
+
+
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The CPU's feature flags (x86 ``flags`` or ARM ``Features``); empty if unreadable."""
     try:
         for line in cpuinfo.read_text().splitlines():
             if line.startswith(("flags", "Features")):
@@ -47,12 +64,18 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
 
 
 def supported_isas(flags: set[str] | None = None) -> list[str]:
+    """oneDNN ISA caps this CPU can run, lowest first."""
     flags = cpu_flags() if flags is None else flags
     return [isa for isa, need in ISA_REQUIREMENTS.items() if all(f in flags for f in need)]
 
 
 def env_for(profile: ProfileConfig) -> dict[str, str]:
-    """The environment knobs a profile sets; all values are strings, none secret."""
+    """The environment knobs a profile sets; all values are strings, none secret.
+
+    Thread counts are always pinned (1 by default): oneDNN and Eigen split work
+    by thread count, so an unpinned worker's numerics would depend on the
+    machine and on how many other workers share it.
+    """
     env = {
         "TF_ENABLE_ONEDNN_OPTS": "1" if profile.onednn else "0",
         "TF_NUM_INTRAOP_THREADS": str(profile.intra_op_threads),
@@ -74,6 +97,29 @@ PROFILE_ENV_KEYS = ("ONEDNN_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS", "TF_NUM_INTRA
                     "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS", "NVIDIA_TF32_OVERRIDE")
 
 
+def check_here(profile: ProfileConfig, *, local: bool, flags: set[str] | None = None) -> None:
+    """Refuse, before training, a profile this machine cannot honour.
+
+    Args:
+        profile: The profile about to run in this process's workers.
+        local: Running on one machine (GPU pools are skipped there, see the module docstring).
+        flags: CPU flags to check against (default: this CPU's).
+
+    Raises:
+        ProfileError: the ISA cap is above this CPU, or a GPU pool is run locally.
+    """
+    if profile.kind == "gpu" and local:
+        raise ProfileError(f"profiles.pools[{profile.name}]: a GPU node pool runs on a cluster only; "
+                           "locally it is skipped (see `driftlab validate`)")
+    if profile.kind == "cpu" and profile.isa:
+        available = supported_isas(flags)
+        if profile.isa not in available:
+            raise ProfileError(
+                f"profiles.pools[{profile.name}].isa: this CPU cannot run {profile.isa} "
+                f"(supported: {', '.join(available) or 'none detected'}); "
+                "remove the profile or choose a supported cap")
+
+
 def apply_env(profile: ProfileConfig, environ: dict[str, str] | None = None) -> dict[str, str]:
     """Set the profile's knobs in this process; only valid before TensorFlow is imported."""
     if "tensorflow" in sys.modules and environ is None:
@@ -88,11 +134,21 @@ def apply_env(profile: ProfileConfig, environ: dict[str, str] | None = None) -> 
 
 
 def auto_profiles(flags: set[str] | None = None) -> list[ProfileConfig]:
-    """A catalogue of CPU profiles this machine can run, with bitwise-different numerics.
+    """A catalogue of CPU profiles this machine can run, each a candidate for different numerics.
 
     The machine default (no cap) is the reference. Every ISA cap below the
     highest one the CPU supports is offered (the highest equals the default),
-    plus oneDNN off and a two-thread variant. An ISA the CPU lacks is never offered.
+    plus oneDNN graph rewrites off and a two-thread variant. An ISA the CPU
+    lacks is never offered. Whether a candidate really changes the arithmetic
+    depends on the model: on an AVX2 CPU with TensorFlow 2.21 the SSE41 and AVX
+    caps change a dense MLP's weights bitwise, while oneDNN-off and 2 threads
+    leave them identical (the report shows which profiles drifted).
+
+    Args:
+        flags: CPU flags (default: this CPU's, from /proc/cpuinfo).
+
+    Returns:
+        Profiles, the reference ``cpu-default`` first.
     """
     isas = supported_isas(flags)
     profiles = [ProfileConfig(name="cpu-default")]
@@ -113,10 +169,16 @@ class ResolvedProfiles:
         return [p.name for p in self.runnable]
 
     def by_name(self, name: str) -> ProfileConfig:
+        """The runnable profile called ``name``; ``ProfileError`` naming the choices otherwise."""
         for p in self.runnable:
             if p.name == name:
                 return p
-        raise KeyError(name)
+        raise UnknownProfile(f"profile '{name}' is not one of the profiles that run here "
+                           f"({', '.join(self.names())}); check profiles.pools")
+
+    def skip_reason(self, name: str) -> str | None:
+        """Why the profile ``name`` is skipped here, or None if it is not skipped."""
+        return next((why for p, why in self.skipped if p.name == name), None)
 
 
 def resolve_profiles(config: ExperimentConfig, *, local: bool = True,
@@ -159,4 +221,5 @@ def resolve_profiles(config: ExperimentConfig, *, local: bool = True,
 
 
 def profile_json(profile: ProfileConfig) -> dict[str, Any]:
+    """The profile as it enters a run spec (and so the run's key)."""
     return profile.model_dump(mode="json")

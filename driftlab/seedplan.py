@@ -10,13 +10,29 @@ the deterministic part of the same plan on every profile.
 from __future__ import annotations
 
 import itertools
+import math
+import os
 from dataclasses import dataclass
+from typing import Sequence, TypeVar
 
 from driftlab.config import SeedPlanConfig
 
 
+T = TypeVar("T")
+
+# On a cluster a stage's runs are split into shards of about this many runs,
+# one pod each (DRIFTLAB_RUNS_PER_SHARD overrides). Locally one shard: the
+# executor already spreads a stage over every core, and each extra process
+# would pay TensorFlow's import again.
+DEFAULT_RUNS_PER_SHARD = 32
+
+
 class PlanTooLarge(ValueError):
     """A plan above the configured run cap."""
+
+
+class ShardError(ValueError):
+    """A shard index/count pair that does not name a shard."""
 
 
 @dataclass(frozen=True, order=True)
@@ -29,6 +45,15 @@ class SeedPoint:
 
 
 def seed_points(plan: SeedPlanConfig, *, deterministic: list[bool] | None = None) -> list[SeedPoint]:
+    """The runs of the seed plan on one profile, sorted, each once.
+
+    Args:
+        plan: The validated ``seeds`` section.
+        deterministic: Keep only these determinism modes (default: the plan's).
+
+    Returns:
+        Sorted, unique seed points.
+    """
     modes = plan.deterministic if deterministic is None else [d for d in plan.deterministic if d in deterministic]
     points: set[SeedPoint] = set()
     if plan.design == "factorial":
@@ -55,10 +80,12 @@ def node_points(plan: SeedPlanConfig) -> list[SeedPoint]:
 
 
 def planned_total(plan: SeedPlanConfig, n_profiles: int) -> int:
+    """Runs of the whole experiment: the seed plan on the reference plus the node runs on each other profile."""
     return len(seed_points(plan)) + max(0, n_profiles - 1) * len(node_points(plan))
 
 
 def check_cap(plan: SeedPlanConfig, n_profiles: int) -> int:
+    """The planned run count, or ``PlanTooLarge`` naming the count, the cap and the fixes."""
     total = planned_total(plan, n_profiles)
     if total > plan.max_runs:
         raise PlanTooLarge(
@@ -67,3 +94,72 @@ def check_cap(plan: SeedPlanConfig, n_profiles: int) -> int:
             f"seeds.max_runs={plan.max_runs}; use fewer seeds or repeats, design: one-at-a-time, "
             "or raise max_runs")
     return total
+
+
+def _modes(plan: SeedPlanConfig) -> str:
+    return {(True,): "determinism on", (False,): "determinism off"}.get(
+        tuple(plan.deterministic), "determinism on and off")
+
+
+def describe(plan: SeedPlanConfig, *, nodes: bool = False) -> str:
+    """One line saying what the plan crosses and how many runs that makes, for people.
+
+    Args:
+        plan: The validated ``seeds`` section.
+        nodes: Describe the runs every other profile repeats instead of the full plan.
+
+    Returns:
+        E.g. ``factorial: 2 init × 2 shuffle × 2 split seeds × 2 repeats × determinism on and off = 32 runs``.
+    """
+    points = node_points(plan) if nodes else seed_points(plan)
+    modes = "determinism on" if nodes and True in plan.deterministic else _modes(plan)
+    if plan.design == "factorial":
+        body = (f"factorial: {len(plan.init)} init × {len(plan.shuffle)} shuffle × {len(plan.split)} split "
+                f"seeds × {plan.repeats} repeats × {modes}")
+    else:
+        body = (f"one-at-a-time around init={plan.init[0]}, shuffle={plan.shuffle[0]}, split={plan.split[0]}: "
+                f"{len(plan.init)} init, {len(plan.shuffle)} shuffle, {len(plan.split)} split seeds, "
+                f"{plan.repeats} repeats, {modes}")
+    return f"{body} = {len(points)} runs"
+
+
+def shard(items: Sequence[T], index: int, count: int) -> list[T]:
+    """The items of shard ``index`` of ``count``: round-robin over the (sorted) plan.
+
+    Round-robin keeps shards within one run of each other in size and mixes
+    seeds, so every shard takes about as long. The union of all shards is the
+    plan, and no item is in two shards.
+
+    Args:
+        items: The plan, in a stable order.
+        index: 0-based shard number.
+        count: How many shards the plan is split into.
+
+    Returns:
+        This shard's items, in plan order.
+    """
+    if count < 1:
+        raise ShardError(f"shard_count: {count} is not a shard count; use 1 or more")
+    if not 0 <= index < count:
+        raise ShardError(f"shard_index: {index} is not a shard of {count}; use 0..{count - 1}")
+    return list(items[index::count])
+
+
+def runs_per_shard() -> int:
+    raw = os.environ.get("DRIFTLAB_RUNS_PER_SHARD", "").strip()
+    if not raw:
+        return DEFAULT_RUNS_PER_SHARD
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ShardError(f"DRIFTLAB_RUNS_PER_SHARD: '{raw}' is not a positive whole number; unset it or use e.g. 32")
+    return value
+
+
+def shard_count(n_runs: int, *, local: bool) -> int:
+    """How many shards (pods) a stage of ``n_runs`` runs is split into: 1 locally."""
+    if local or n_runs <= 0:
+        return 1
+    return max(1, math.ceil(n_runs / runs_per_shard()))

@@ -56,14 +56,51 @@ def prepare(config_text: str, campaign: str) -> dict[str, Any]:
 
 
 def node_tasks(config_text: str, best_params: dict[str, Any] | str) -> list[dict[str, Any]]:
-    """One item per profile besides the reference, self-contained for a ParallelFor iteration."""
+    """The retrain-across-nodes loop items: one per (profile besides the reference, shard).
+
+    Each item is self-contained for a ParallelFor iteration: ``profile``,
+    ``best_params``, placement (``kind``, ``node_selector``, ``tolerations``,
+    ``accelerator_type`` / ``accelerator_count`` (empty / 0: none),
+    ``cpu_request`` / ``memory_request`` (None: the pipeline's default),
+    ``tf32``) and the shard it trains (``shard_index`` of ``shard_count``,
+    ``runs``). Locally GPU pools are left out (skipped with a notice by
+    ``driftlab validate``/``run``) and there is one shard per profile; on a
+    cluster every pool is listed, ISA caps are checked by the task on its own
+    node, and a profile's runs are split into shards of about
+    ``DRIFTLAB_RUNS_PER_SHARD`` (32) runs, one pod each.
+
+    Args:
+        config_text: The experiment file's text.
+        best_params: Tuned hyperparameters (a dict, or its JSON text).
+
+    Returns:
+        The loop items, profiles in config order, shards in index order.
+    """
+    from driftlab.seedplan import shard_count
+
     config = load(config_text)
-    profiles = resolve_profiles(config, local=is_local())
+    local = is_local()
+    profiles = _profiles_for_plan(config, local=local)
     params = hyperparameters(config, best_params)
     tuned = {k: v for k, v in params.items() if k in config.search_space}
-    return [{"profile": p.name, "best_params": tuned, "node_selector": dict(p.node_selector),
-             "tolerations": [t.model_dump(mode="json", exclude_none=True) for t in p.tolerations]}
-            for p in profiles.runnable if p.name != profiles.reference.name]
+    n_runs = len(node_points(config.seeds))
+    count = shard_count(n_runs, local=local)
+    items = []
+    for p in profiles.runnable:
+        if p.name == profiles.reference.name:
+            continue
+        for index in range(count):
+            items.append({
+                "profile": p.name, "best_params": tuned, "kind": p.kind,
+                "node_selector": dict(p.node_selector),
+                "tolerations": [t.model_dump(mode="json", exclude_none=True) for t in p.tolerations],
+                "accelerator_type": p.accelerator.type if p.accelerator else "",
+                "accelerator_count": p.accelerator.count if p.accelerator else 0,
+                "cpu_request": p.cpu_request, "memory_request": p.memory_request, "tf32": p.tf32,
+                "shard_index": index, "shard_count": count,
+                "runs": len(range(index, n_runs, count)),
+            })
+    return items
 
 
 def _seed_spec(config: ExperimentConfig, campaign: str, hparams: dict[str, Any], point: SeedPoint,
@@ -134,8 +171,19 @@ def select_best(config_text: str, campaign: str) -> dict[str, Any]:
     return tuning.best(config, campaign)
 
 
+def _profiles_for_plan(config: ExperimentConfig, *, local: bool) -> ResolvedProfiles:
+    # On a cluster the planning task's CPU says nothing about other pools' nodes:
+    # resolve with every ISA allowed; each task checks its own node (check_here).
+    if local:
+        return resolve_profiles(config, local=True)
+    from driftlab.profiles import ISA_REQUIREMENTS
+
+    return resolve_profiles(config, local=False, flags={f for need in ISA_REQUIREMENTS.values() for f in need})
+
+
 def _run_specs(config: ExperimentConfig, campaign: str, best_params: dict[str, Any], profile,
                points: list[SeedPoint], stage: str) -> list[RunSpec]:
+    """One run spec per seed point on ``profile``, in plan order."""
     from driftlab import datasets
 
     digest = datasets.data_fingerprint(config.dataset)
@@ -144,49 +192,140 @@ def _run_specs(config: ExperimentConfig, campaign: str, best_params: dict[str, A
 
 
 def _execute(config: ExperimentConfig, specs: list[RunSpec], profile, *, jobs: int, quiet: bool,
-             label: str) -> dict[str, Any]:
+             label: str, plan_line: str = "") -> dict[str, Any]:
+    """Announce the plan, train what is not recorded yet, and summarise.
+
+    The announcement (planned runs, already recorded, to train, workers) is
+    printed before any worker starts, so a person sees the size of the work
+    first. On Ctrl-C every finished run is kept and the stage exits with a
+    message saying how to resume.
+    """
     from driftlab.executor import execute
     from driftlab.progress import run_progress
 
     store = _store(config)
     exp_id = store.experiment_id(config.name)
     done_before = len(store.done_keys(s.key for s in specs))
-    with run_progress(len(specs), f"{label} · {profile.name}", completed=done_before, quiet=quiet) as advance:
-        summary = execute(specs, profile, store, exp_id, jobs=jobs, progress=advance,
-                          log_dir=os.environ.get("DRIFTLAB_LOG_DIR"))
+    todo = len(specs) - done_before
+    workers = max(1, min(jobs, todo)) if todo else 0
+    title = f"{label} · {profile.name}"
+    print(f"[driftlab] {title}: {len(specs)} runs planned{f' ({plan_line})' if plan_line else ''}; "
+          f"{done_before} already recorded, {todo} to train on {workers} worker(s)", file=sys.stderr, flush=True)
+    try:
+        with run_progress(len(specs), title, completed=done_before, quiet=quiet) as advance:
+            summary = execute(specs, profile, store, exp_id, jobs=jobs, progress=advance,
+                              log_dir=os.environ.get("DRIFTLAB_LOG_DIR"))
+    except KeyboardInterrupt:
+        kept = len(store.done_keys(s.key for s in specs))
+        print(f"[driftlab] {title}: interrupted; {kept}/{len(specs)} runs recorded and kept. "
+              "Run the same stage again to train the rest.", file=sys.stderr, flush=True)
+        raise
     if summary.failed:
-        print(f"{summary.failed} run(s) failed on {profile.name}:", file=sys.stderr)
+        print(f"[driftlab] {summary.failed} run(s) failed on {profile.name}:", file=sys.stderr)
         for line in summary.errors[:10]:
             print(f"  {line}", file=sys.stderr)
     return {"profile": profile.name, "planned": summary.planned, "skipped": summary.skipped,
-            "trained": summary.trained, "failed": summary.failed, "seconds": round(summary.seconds, 2)}
+            "trained": summary.trained, "failed": summary.failed, "seconds": round(summary.seconds, 2),
+            "workers": summary.workers}
 
 
-def default_jobs() -> int:
-    """Worker processes per stage: DRIFTLAB_JOBS, else one per CPU core (profiles pin 1 thread each)."""
+def default_jobs(profile=None) -> int:
+    """Worker processes per stage: DRIFTLAB_JOBS, else what the machine holds for this profile.
+
+    CPU profiles: the CPUs this process may use (affinity and a pod's cgroup
+    quota) divided by the profile's intra-op threads, so parallel workers never
+    oversubscribe the cores. GPU profiles: one worker per GPU of the pool.
+    """
+    from driftlab.executor import available_cpus
+
     configured = os.environ.get("DRIFTLAB_JOBS", "").strip()
-    return max(1, int(configured) if configured else (os.cpu_count() or 1))
+    if configured:
+        try:
+            value = int(configured)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ValueError(f"DRIFTLAB_JOBS: '{configured}' is not a positive whole number; unset it or use e.g. 2")
+        return value
+    if profile is not None and profile.kind == "gpu":
+        return profile.accelerator.count if profile.accelerator else 1
+    threads = profile.intra_op_threads if profile is not None else 1
+    return max(1, available_cpus() // threads)
 
 
 def retrain_seeds(config_text: str, campaign: str, best_params: dict[str, Any], *,
-                  jobs: int | None = None, quiet: bool = False) -> dict[str, Any]:
-    """The full seed plan on the reference profile, determinism on and off."""
+                  jobs: int | None = None, quiet: bool = False, shard_index: int = 0, shard_count: int = 1
+                  ) -> dict[str, Any]:
+    """The full seed plan on the reference profile, determinism on and off.
+
+    Args:
+        config_text: The experiment file's text.
+        campaign: Campaign name; runs already recorded under it are skipped.
+        best_params: Tuned hyperparameters (a dict, or its JSON text).
+        jobs: Worker processes (default: ``default_jobs``).
+        quiet: Plain progress lines instead of a bar (pipelines).
+        shard_index: Which shard of the plan this task trains (0-based).
+        shard_count: How many shards the plan is split into (one pod each on a cluster).
+
+    Returns:
+        Counts: profile, planned, skipped (already recorded), trained, failed, seconds, workers.
+    """
+    from driftlab.profiles import check_here
+    from driftlab.seedplan import describe, shard
+
     config = load(config_text)
-    profiles = resolve_profiles(config, local=is_local())
-    specs = _run_specs(config, campaign, best_params, profiles.reference, seed_points(config.seeds), "seeds")
-    return _execute(config, specs, profiles.reference, jobs=jobs or default_jobs(), quiet=quiet,
-                    label="retrain across seeds")
+    local = is_local()
+    profiles = _profiles_for_plan(config, local=local)
+    check_cap(config.seeds, len(profiles.runnable))
+    points = shard(seed_points(config.seeds), shard_index, shard_count)
+    check_here(profiles.reference, local=local)
+    specs = _run_specs(config, campaign, best_params, profiles.reference, points, "seeds")
+    plan_line = describe(config.seeds) + (f"; shard {shard_index + 1}/{shard_count}" if shard_count > 1 else "")
+    return _execute(config, specs, profiles.reference, jobs=jobs or default_jobs(profiles.reference),
+                    quiet=quiet, label="retrain across seeds", plan_line=plan_line)
 
 
 def retrain_node(config_text: str, campaign: str, best_params: dict[str, Any], profile_name: str, *,
-                 jobs: int | None = None, quiet: bool = False) -> dict[str, Any]:
-    """The deterministic seed runs on one more profile (node pool)."""
+                 jobs: int | None = None, quiet: bool = False, shard_index: int = 0, shard_count: int = 1
+                 ) -> dict[str, Any]:
+    """The deterministic seed runs on one more profile (node pool).
+
+    A GPU pool reached locally is skipped with a notice (nothing trains); a
+    profile this node cannot honour fails before any training.
+
+    Args:
+        config_text: The experiment file's text.
+        campaign: Campaign name; runs already recorded under it are skipped.
+        best_params: Tuned hyperparameters (a dict, or its JSON text).
+        profile_name: The profile (node pool) to run on.
+        jobs: Worker processes (default: ``default_jobs``).
+        quiet: Plain progress lines instead of a bar (pipelines).
+        shard_index: Which shard of the node runs this task trains (0-based).
+        shard_count: How many shards (pods) the profile's runs are split into.
+
+    Returns:
+        Counts as ``retrain_seeds``; a skipped profile returns ``skipped_profile`` with the reason.
+    """
+    from driftlab.profiles import check_here
+    from driftlab.seedplan import describe, shard
+
     config = load(config_text)
-    profiles = resolve_profiles(config, local=is_local())
+    local = is_local()
+    profiles = _profiles_for_plan(config, local=local)
+    reason = profiles.skip_reason(profile_name)
+    if reason is not None and profile_name != profiles.reference.name:
+        print(f"[driftlab] retrain across nodes · {profile_name}: skipped — {reason}", file=sys.stderr, flush=True)
+        return {"profile": profile_name, "planned": 0, "skipped": 0, "trained": 0, "failed": 0, "seconds": 0.0,
+                "workers": 0, "skipped_profile": reason}
     profile = profiles.by_name(profile_name)
-    specs = _run_specs(config, campaign, best_params, profile, node_points(config.seeds), "nodes")
-    return _execute(config, specs, profile, jobs=jobs or default_jobs(), quiet=quiet,
-                    label="retrain across nodes")
+    check_cap(config.seeds, len(profiles.runnable))
+    points = shard(node_points(config.seeds), shard_index, shard_count)
+    check_here(profile, local=local)
+    specs = _run_specs(config, campaign, best_params, profile, points, "nodes")
+    plan_line = describe(config.seeds, nodes=True) + (f"; shard {shard_index + 1}/{shard_count}"
+                                                       if shard_count > 1 else "")
+    return _execute(config, specs, profile, jobs=jobs or default_jobs(profile), quiet=quiet,
+                    label="retrain across nodes", plan_line=plan_line)
 
 
 def aggregate(config_text: str, campaign: str, out_dir: str, tuning_summary: dict[str, Any] | None = None

@@ -13,8 +13,11 @@ imported (``driftlab.worker`` does this). Sources of randomness are separated:
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
+from collections import OrderedDict
 from functools import lru_cache
 from typing import Any
 
@@ -114,6 +117,106 @@ def _EpochRecorder(*args):
     return _keras_classes()[1](*args)
 
 
+# -- reuse of traced models across runs (executor speed-up) ----------------------
+#
+# Keras traces ``fit``'s train step into a tf.function the first time a model
+# trains (~0.9 s for the quickstart MLP, half of a run). A worker that trains
+# many runs of the same architecture keeps one already traced model per
+# architecture and, for each run, builds the run's model afresh (so weights
+# and dropout seeds are drawn exactly as in a fresh process), copies every
+# variable of it (weights and seed-generator states) into the traced model and
+# restores the optimizer's pristine state. The arithmetic is the same graph on
+# the same values, so the digest equals a fresh process's (tests/test_executor.py
+# proves it). Only the built-in ``mlp`` builder is reused by default: a user
+# layer may draw op-level seeds at trace time, which a reused trace would
+# freeze. DRIFTLAB_REUSE_MODELS=0 turns reuse off, =1 extends it to user builders.
+
+REUSE_ENV = "DRIFTLAB_REUSE_MODELS"
+MAX_CACHED_TRAINERS = 4
+
+
+class _Trainer:
+    """A traced model and its optimizer's state from before its first step."""
+
+    def __init__(self, model: Any, optimizer_state: list[np.ndarray]):
+        self.model = model
+        self.optimizer_state = optimizer_state
+
+
+_TRAINERS: "OrderedDict[str, _Trainer]" = OrderedDict()
+
+
+def reuse_enabled(spec: RunSpec) -> bool:
+    mode = os.environ.get(REUSE_ENV, "auto").strip().lower()
+    if mode in ("0", "false", "off", "no"):
+        return False
+    if mode in ("1", "true", "on", "yes"):
+        return True
+    return spec.builder == "mlp"
+
+
+def _trainer_key(spec: RunSpec, split: datasets.Split) -> str:
+    # Everything that shapes the traced graph or the kernels chosen for it.
+    # Op determinism is part of the key: kernels of a traced function are
+    # instantiated once, under the determinism setting of that moment.
+    shapes = [(a.x.shape[1:], str(a.x.dtype), a.y.shape[1:], str(a.y.dtype), len(a.x))
+              for a in (split.train, split.val, split.eval)]
+    return json.dumps([spec.builder, spec.hparams, spec.batch_size, spec.deterministic, split.task,
+                       split.n_classes, shapes], sort_keys=True, default=str)
+
+
+def _variables_match(src: list[Any], dst: list[Any]) -> bool:
+    return len(src) == len(dst) and all(
+        tuple(a.shape) == tuple(b.shape) and a.dtype == b.dtype for a, b in zip(src, dst))
+
+
+def _trainer_for(spec: RunSpec, split: datasets.Split, fresh: Any) -> tuple[Any, bool]:
+    """The model to fit: a traced one loaded with ``fresh``'s values, or ``fresh`` itself."""
+    if not reuse_enabled(spec) or not fresh.built or fresh.optimizer is None or fresh.optimizer.built:
+        return fresh, False
+    key = _trainer_key(spec, split)
+    cached = _TRAINERS.get(key)
+    if cached is not None and _variables_match(fresh.variables, cached.model.variables):
+        _TRAINERS.move_to_end(key)
+        for src, dst in zip(fresh.variables, cached.model.variables):
+            dst.assign(src.value)
+        for var, value in zip(cached.model.optimizer.variables, cached.optimizer_state):
+            var.assign(value)
+        return cached.model, True
+    # First run of this architecture here: it trains as it would anywhere; keep it for the next.
+    fresh.optimizer.build(fresh.trainable_variables)
+    state = [np.array(v.numpy(), copy=True) for v in fresh.optimizer.variables]
+    _TRAINERS[key] = _Trainer(fresh, state)
+    _TRAINERS.move_to_end(key)
+    while len(_TRAINERS) > MAX_CACHED_TRAINERS:
+        _TRAINERS.popitem(last=False)
+    return fresh, False
+
+
+def forget_trainers() -> None:
+    """Drop every cached traced model (the next run of each architecture traces again)."""
+    _TRAINERS.clear()
+
+
+# clear_session() runs a full gc.collect() by default: ~0.17 s, a sixth of a
+# reused quickstart run. Memory is not numerics: collect every few runs instead.
+GC_EVERY_RUNS = 8
+_runs_since_gc = 0
+
+
+def _clear_session() -> None:
+    import gc
+
+    import keras
+
+    global _runs_since_gc
+    keras.backend.clear_session(free_memory=False)
+    _runs_since_gc += 1
+    if _runs_since_gc >= GC_EVERY_RUNS:
+        gc.collect()
+        _runs_since_gc = 0
+
+
 def train(spec: RunSpec, *, epoch_callback=None) -> dict[str, Any]:
     """Train one run and return its record (arrays as NumPy, not yet packed).
 
@@ -124,12 +227,13 @@ def train(spec: RunSpec, *, epoch_callback=None) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     split = load_split(spec)
-    keras.backend.clear_session()
+    _clear_session()
     _set_determinism(spec.deterministic)
     keras.utils.set_random_seed(spec.init_seed)
     n_out = split.n_classes if split.task == "classification" else 1
     model = build_model(spec.builder, spec.hparams, n_features=split.n_features, n_outputs=n_out, task=split.task)
     init_digest = codec.weights_digest(model.get_weights())
+    model, reused = _trainer_for(spec, split, model)
     t_built = time.perf_counter()
 
     x, y = split.train.x, split.train.y
@@ -168,5 +272,5 @@ def train(spec: RunSpec, *, epoch_callback=None) -> dict[str, Any]:
         "weights_kind": vector_kind,
         "n_params": int(sum(w.size for w in weights)),
         "timings": {"build_s": t_built - t0, "fit_s": fit_seconds, "predict_s": predict_seconds,
-                    "total_s": time.perf_counter() - t0},
+                    "total_s": time.perf_counter() - t0, "trace_reused": reused},
     }

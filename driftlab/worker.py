@@ -1,24 +1,40 @@
 """A training worker: one process, one profile, many runs.
 
 The parent starts ``python -m driftlab.worker`` with the profile's knobs in the
-environment, so TensorFlow is imported once per worker with those knobs. The
-protocol is JSON lines: the worker sends ``{"ready": fingerprint}``, then for
-each spec it reads it answers one record. Anything user code prints goes to
-stderr, so the protocol channel stays clean.
+environment, so TensorFlow is imported once per worker with those knobs, and
+the worker then trains run after run (``training.train`` clears the Keras
+session and reseeds for each; it also reuses the traced train step of an
+architecture it has already trained, which keeps digests equal to a fresh
+process's, see ``training``).
+
+The protocol is JSON lines: the worker sends ``{"ready": fingerprint}`` (or
+``{"refused": reason}`` when this machine cannot honour the profile), then
+for each spec it reads it answers one record. Anything user code prints goes
+to stderr, so the protocol channel stays clean.
+
+Signals: the worker ignores SIGINT (Ctrl-C reaches the whole process group;
+the parent decides what to keep and stops its workers), and on Linux it asks
+the kernel to send it SIGTERM when its parent dies, so a SIGKILLed stage
+leaves no orphan training on.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
 import sys
 import traceback
 from typing import Any, TextIO
 
 from driftlab import codec
 
+PR_SET_PDEATHSIG = 1
+
 
 def encode_record(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with its arrays as compact text, for one JSON line."""
     out = dict(record)
     for name in ("predictions", "eval_labels", "weights"):
         out[name] = codec.pack_text(record.get(name))
@@ -26,6 +42,7 @@ def encode_record(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def decode_record(message: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of ``encode_record``."""
     out = dict(message)
     for name in ("predictions", "eval_labels", "weights"):
         out[name] = codec.unpack_text(message.get(name))
@@ -41,11 +58,20 @@ def _protocol_channel() -> TextIO:
     return os.fdopen(proto_fd, "w", buffering=1)
 
 
-def serve(stdin: TextIO, channel: TextIO) -> None:
-    from driftlab import fingerprint, training
-    from driftlab.runspec import RunSpec
+def _die_with_parent(parent_pid: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except OSError:
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
 
-    import tensorflow as tf  # noqa: F401  (import here, after the profile's knobs)
+
+def _configure_tensorflow() -> str | None:
+    """Pin threads, TF32 and GPU memory; return why this process cannot run its profile, if it cannot."""
+    import tensorflow as tf
 
     threads = int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0") or 0)
     if threads:
@@ -54,7 +80,25 @@ def serve(stdin: TextIO, channel: TextIO) -> None:
     tf32 = os.environ.get("NVIDIA_TF32_OVERRIDE")
     if tf32 is not None:
         tf.config.experimental.enable_tensor_float_32_execution(tf32 == "1")
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    if os.environ.get("DRIFTLAB_PROFILE_KIND") == "gpu" and not gpus:
+        return (f"profile '{os.environ.get('DRIFTLAB_PROFILE')}' is a GPU pool but TensorFlow sees no GPU "
+                "on this node; check the pool's accelerator and the image (needs TensorFlow with CUDA)")
+    return None
+
+
+def serve(stdin: TextIO, channel: TextIO) -> None:
+    """Answer ready (or refused), then one record per spec line until stdin closes."""
+    from driftlab import fingerprint, training
+    from driftlab.runspec import RunSpec
+
+    refused = _configure_tensorflow()  # imports TensorFlow here, after the profile's knobs
     fp = fingerprint.collect()
+    if refused:
+        channel.write(json.dumps({"refused": refused, "fingerprint": fp}) + "\n")
+        return
     channel.write(json.dumps({"ready": fp}) + "\n")
     for line in stdin:
         if not line.strip():
@@ -71,6 +115,8 @@ def serve(stdin: TextIO, channel: TextIO) -> None:
 
 
 def main() -> None:
+    parent = int(os.environ.get("DRIFTLAB_PARENT_PID", "0") or 0)
+    _die_with_parent(parent or os.getppid())
     channel = _protocol_channel()
     serve(sys.stdin, channel)
 
