@@ -180,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     prof = sub.add_parser("profiles", help="list the CPU profiles this machine can run")
     prof.set_defaults(func=cmd_profiles)
     __import__("driftlab.cli_report").cli_report.register(sub)  # report show|history, gate options
+    __import__("driftlab.cli_cluster").cli_cluster.register(sub)  # submit, schedule, pools discover
     return parser
 
 
