@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from driftlab import cli_cluster, cli_report
+
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_GATE_FAIL = 0, 1, 2, 3
 
 
@@ -123,18 +125,6 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def cmd_gate(args) -> int:
-    try:
-        result = json.loads(Path(args.report).read_text())
-        gate = result["gate"]
-    except (OSError, ValueError, KeyError) as exc:
-        return _bad_input(f"{args.report}: not a driftlab report.json ({exc})")
-    for c in gate["checks"]:
-        print(f"{c['status']}  {c['check']:<13} {c['where']:<20} {c['value']:.4f} (budget {c['budget']})")
-    print(f"gate: {gate['status']}")
-    return EXIT_OK if gate["status"] == "PASS" else EXIT_GATE_FAIL
-
-
 def cmd_compile(args) -> int:
     from driftlab import local_run
 
@@ -171,16 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check an experiment file and show the plan; runs nothing")
     val.add_argument("config")
     val.set_defaults(func=cmd_validate)
-    gate = sub.add_parser("gate", help="exit non-zero when a report's tolerance gate failed")
-    gate.add_argument("report", help="report.json")
-    gate.set_defaults(func=cmd_gate)
     comp = sub.add_parser("compile", help="compile the pipeline to YAML for a KFP cluster")
     comp.add_argument("--output", default="pipelines/driftlab.yaml")
     comp.set_defaults(func=cmd_compile)
     prof = sub.add_parser("profiles", help="list the CPU profiles this machine can run")
     prof.set_defaults(func=cmd_profiles)
-    __import__("driftlab.cli_report").cli_report.register(sub)  # report show|history, gate options
-    __import__("driftlab.cli_cluster").cli_cluster.register(sub)  # submit, schedule, pools discover
+    cli_report.register(sub)  # report show|history, gate
+    cli_cluster.register(sub)  # submit, schedule, pools discover
     return parser
 
 
