@@ -100,7 +100,8 @@ def node_tasks(config_text: str, best_params: dict[str, Any] | str) -> list[dict
                 "shard_index": index, "shard_count": count,
                 "runs": len(range(index, n_runs, count)),
             })
-    return items
+    # kfp.local refuses a loop item holding None ("Value must be one of ... Got None"): unset fields are left out.
+    return [{k: v for k, v in item.items() if v is not None} for item in items]
 
 
 def _seed_spec(config: ExperimentConfig, campaign: str, hparams: dict[str, Any], point: SeedPoint,
