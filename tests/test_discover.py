@@ -29,7 +29,8 @@ TOKEN = "discovery-test-token"
 def node(name: str, labels: dict[str, str], *, cpu: str, memory: str, gpus: int = 0,
          taints: list[dict] | None = None, unschedulable: bool = False) -> dict:
     """One item of a NodeList, with the fields a kubelet and cloud controller fill in."""
-    capacity = {"cpu": cpu.rstrip("m") if not cpu.endswith("m") else str(int(cpu[:-1]) // 1000 + 1),
+    whole_cores = str(-(-int(cpu[:-1]) // 1000)) if cpu.endswith("m") else cpu  # capacity: whole cores
+    capacity = {"cpu": whole_cores,
                 "ephemeral-storage": "98831908Ki", "hugepages-1Gi": "0", "hugepages-2Mi": "0",
                 "memory": memory, "pods": "110"}
     allocatable = {"cpu": cpu, "ephemeral-storage": "47060071478", "hugepages-1Gi": "0", "hugepages-2Mi": "0",
@@ -69,7 +70,7 @@ GPU_TAINT_EKS = {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule
 CORDONED = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule", "timeAdded": "2026-01-05T11:00:00Z"}
 
 
-def gke(pool: str, machine: str, accelerator: str | None, i: int) -> dict[str, str]:
+def gke(pool: str, machine: str, accelerator: str | None) -> dict[str, str]:
     labels = {"cloud.google.com/gke-nodepool": pool, "cloud.google.com/machine-family": machine.split("-")[0],
               "cloud.google.com/gke-os-distribution": "cos", "node.kubernetes.io/instance-type": machine,
               "beta.kubernetes.io/instance-type": machine, "topology.kubernetes.io/zone": "us-central1-a",
@@ -81,18 +82,18 @@ def gke(pool: str, machine: str, accelerator: str | None, i: int) -> dict[str, s
 
 
 GKE_NODES = [
-    node("gke-lab-default-pool-5c1e2f3a-abcd", gke("default-pool", "e2-standard-4", None, 0),
+    node("gke-lab-default-pool-5c1e2f3a-abcd", gke("default-pool", "e2-standard-4", None),
          cpu="3920m", memory="13292572Ki"),
-    node("gke-lab-a100-8f2a9c1d-x1", gke("a100", "a2-highgpu-1g", "nvidia-tesla-a100", 0),
+    node("gke-lab-a100-8f2a9c1d-x1", gke("a100", "a2-highgpu-1g", "nvidia-tesla-a100"),
          cpu="11900m", memory="76130896Ki", gpus=1, taints=[GPU_TAINT_GKE]),
-    node("gke-lab-a100-8f2a9c1d-x2", gke("a100", "a2-highgpu-1g", "nvidia-tesla-a100", 1),
+    node("gke-lab-a100-8f2a9c1d-x2", gke("a100", "a2-highgpu-1g", "nvidia-tesla-a100"),
          cpu="11900m", memory="76130896Ki", gpus=1, taints=[GPU_TAINT_GKE, CORDONED], unschedulable=True),
-    node("gke-lab-l4-2b7d4e6f-q9", gke("l4", "g2-standard-8", "nvidia-l4", 0),
+    node("gke-lab-l4-2b7d4e6f-q9", gke("l4", "g2-standard-8", "nvidia-l4"),
          cpu="7910m", memory="29316636Ki", gpus=1, taints=[GPU_TAINT_GKE]),
-    node("gke-lab-t4-9a8b7c6d-r2", gke("t4", "n1-standard-8", "nvidia-tesla-t4", 0),
+    node("gke-lab-t4-9a8b7c6d-r2", gke("t4", "n1-standard-8", "nvidia-tesla-t4"),
          cpu="7910m", memory="26761304Ki", gpus=1, taints=[GPU_TAINT_GKE]),
     # A GPU node whose device plugin has not registered the GPU yet.
-    node("gke-lab-t4-9a8b7c6d-new", gke("t4", "n1-standard-8", "nvidia-tesla-t4", 1),
+    node("gke-lab-t4-9a8b7c6d-new", gke("t4", "n1-standard-8", "nvidia-tesla-t4"),
          cpu="7910m", memory="26761304Ki", gpus=0, taints=[GPU_TAINT_GKE]),
 ]
 
@@ -316,9 +317,10 @@ def test_missing_kubeconfig_names_the_flag(tmp_path, capsys):
     assert "--kubeconfig" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("text, value", [("7910m", Decimal("7.91")), ("8", Decimal(8)), ("16Gi", Decimal(16 * 2**30)),
-                                         ("76130896Ki", Decimal(76130896 * 1024)), ("47060071478", Decimal(47060071478)),
-                                         ("1.5G", Decimal(1_500_000_000)), ("500M", Decimal(500_000_000))])
+@pytest.mark.parametrize("text, value", [
+    ("7910m", Decimal("7.91")), ("8", Decimal(8)), ("16Gi", Decimal(16 * 2**30)),
+    ("76130896Ki", Decimal(76130896 * 1024)), ("47060071478", Decimal(47060071478)),
+    ("1.5G", Decimal(1_500_000_000)), ("500M", Decimal(500_000_000))])
 def test_quantities_in_kubelet_units(text, value):
     assert discover.quantity(text) == value
 

@@ -35,6 +35,7 @@ class FakeKFP:
         self.experiments: list[dict] = []
         self.pipelines: list[dict] = []
         self.versions: list[dict] = []
+        self.runs: list[dict] = []
         self.fail_with: int | None = None
         self.multi_user = False
         self._ids = 0
@@ -61,7 +62,12 @@ class FakeKFP:
             self.experiments.append(exp)
             return 200, exp
         if (method, path) == ("POST", f"{API}/runs"):
-            return 200, {**body, "run_id": self.new_id("run"), "created_at": TIMESTAMP, "state": "PENDING"}
+            run = {**body, "run_id": self.new_id("run"), "created_at": TIMESTAMP, "state": "PENDING"}
+            self.runs.append(run)
+            return 200, run
+        if method == "GET" and path.startswith(f"{API}/runs/"):
+            found = [r for r in self.runs if r["run_id"] == path.rsplit("/", 1)[1]]
+            return (200, found[0]) if found else (404, {"error": "run not found", "code": 5})
         if (method, path) == ("GET", f"{API}/pipelines"):
             wanted = _filter_name(query)
             found = [p for p in self.pipelines if p["display_name"] == wanted]
@@ -315,3 +321,52 @@ def test_unreachable_server_names_the_host(package, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert host in err and "unreachable" in err
+
+
+# -- the README's kfp CLI equivalents send the same requests ------------------------------------
+
+def kfp_cli(host: str, home: Path, *args: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HOME": str(home)}
+    env.pop("KF_PIPELINES_SA_TOKEN_PATH", None)
+    kfp = Path(sys.executable).with_name("kfp")
+    result = subprocess.run([str(kfp), "--endpoint", host, *args], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_readme_kfp_run_create_matches_driftlab_submit(kfp_server, package, tmp_path):
+    config_text = QUICKSTART.read_text()
+    kfp_cli(kfp_server.host, tmp_path, "run", "create", "--experiment-name", "quickstart", "--run-name", "by-cli",
+            "--package-file", str(package), f"config_yaml={config_text}", "campaign=c1")
+    assert main(["submit", str(QUICKSTART), "--host", kfp_server.host, "--run-name", "by-driftlab",
+                 "--campaign", "c1", "--package", str(package)]) == 0
+
+    by_cli, by_driftlab = (r["body"] for r in kfp_server.of("POST", f"{API}/runs"))
+    assert by_cli["runtime_config"] == by_driftlab["runtime_config"]
+    assert by_cli["pipeline_spec"] == by_driftlab["pipeline_spec"]
+    assert by_cli["experiment_id"] == by_driftlab["experiment_id"]
+    # What only driftlab submit sets: the kfp CLI has no service-account option.
+    assert (by_cli.get("service_account"), by_driftlab["service_account"]) == (None, "driftlab-pipeline")
+
+
+def test_readme_kfp_recurring_run_create_matches_driftlab_schedule(kfp_server, package, tmp_path):
+    config_text = QUICKSTART.read_text()
+    kfp_cli(kfp_server.host, tmp_path, "recurring-run", "create", "--experiment-name", "quickstart",
+            "--job-name", "by-cli", "--cron-expression", "0 0 3 * * *", "--pipeline-package-path", str(package),
+            f"config_yaml={config_text}", "campaign=scheduled-[[ScheduledTime]]")
+    assert main(["schedule", str(QUICKSTART), "--host", kfp_server.host, "--cron", "0 3 * * *",
+                 "--package", str(package)]) == 0
+
+    by_cli, by_driftlab = (r["body"] for r in kfp_server.of("POST", f"{API}/recurringruns"))
+    assert by_cli["runtime_config"] == by_driftlab["runtime_config"]
+    assert by_cli["trigger"] == by_driftlab["trigger"]
+    assert by_cli["no_catchup"] is by_driftlab["no_catchup"] is True
+    # The CLI embeds the spec; driftlab schedule uploads it once as a pipeline version and refers to it.
+    version = kfp_server.versions[-1]
+    assert by_cli["pipeline_spec"] == {"pipeline_spec": version["pipeline_spec"],
+                                       "platform_spec": by_cli["pipeline_spec"]["platform_spec"]}
+    assert by_driftlab["pipeline_version_reference"]["pipeline_version_id"] == version["pipeline_version_id"]

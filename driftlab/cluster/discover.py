@@ -37,8 +37,8 @@ INSTANCE_TYPE_BETA = "beta.kubernetes.io/instance-type"
 IDENTITY_LABELS = (GPU_PRODUCT, GKE_ACCELERATOR, EKS_ACCELERATOR)
 
 # Taints Kubernetes and cloud controllers put on and take off nodes by themselves.
-TRANSIENT_TAINT_PREFIXES = ("node.kubernetes.io/", "node.cloudprovider.kubernetes.io/", "ToBeDeletedByClusterAutoscaler",
-                            "DeletionCandidateOfClusterAutoscaler")
+TRANSIENT_TAINT_PREFIXES = ("node.kubernetes.io/", "node.cloudprovider.kubernetes.io/",
+                            "ToBeDeletedByClusterAutoscaler", "DeletionCandidateOfClusterAutoscaler")
 TF32_FAMILIES = {"ampere", "hopper", "ada-lovelace", "ada", "blackwell"}
 NO_TF32_FAMILIES = {"turing", "volta", "pascal", "maxwell", "kepler"}
 TF32_PRODUCT = re.compile(r"(^|-)(a100|a10g?|a30|a40|a16|a2|a800|l4|l40s?|h100|h800|h200|h20|gh200|b100|b200|gb200"
@@ -230,7 +230,8 @@ def group_nodes(nodes: Iterable[Node]) -> tuple[list[Pool], list[str]]:
         key = (identity[0], identity[1], node.instance_type)
         pools.setdefault(key, Pool(identity, node.instance_type)).nodes.append(node)
     if cpu_only:
-        notes.append(f"{cpu_only} node(s) without GPUs left out (driftlab's CPU profiles come from the experiment file)")
+        notes.append(f"{cpu_only} node(s) without GPUs left out "
+                     "(driftlab's CPU profiles come from the experiment file)")
     return [pools[k] for k in sorted(pools)], notes
 
 
@@ -400,8 +401,10 @@ def render(section: dict[str, Any], pools: list[Pool], notes: list[str]) -> str:
     lines = ["# driftlab profiles discovered by `driftlab pools discover` (paste into an experiment file).",
              "# Requests are three quarters of a node's allocatable CPU/memory per GPU; adjust as needed."]
     for pool in pools:
+        cordoned = sum(n.unschedulable for n in pool.nodes)
         lines.append(f"#   {pool.identity[0]}={pool.identity[1]} on {pool.instance_type or 'unknown type'}: "
-                     f"{len(pool.nodes)} node(s), {pool.gpus_per_node} GPU(s) each"
+                     f"{len(pool.nodes)} node(s)" + (f" ({cordoned} cordoned)" if cordoned else "")
+                     + f", {pool.gpus_per_node} GPU(s) each"
                      + (f", family {pool.family}" if pool.family else ""))
     lines += [f"# note: {note}" for note in notes]
     return "\n".join(lines) + "\n" + yaml.safe_dump({"profiles": section}, sort_keys=False)

@@ -67,8 +67,8 @@ def resolve_host(host: str | None) -> str:
     """
     value = (host or os.environ.get(HOST_ENV, "")).strip()
     if not value:
-        raise SubmitError(f"--host: no KFP API address given; pass --host URL or set {HOST_ENV} "
-                          "(e.g. http://localhost:8080 after `kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8080:80`)")
+        raise SubmitError(f"--host: no KFP API address given; pass --host URL or set {HOST_ENV} (e.g. "
+                          "http://localhost:8080 after `kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8080:80`)")
     if not value.startswith(("http://", "https://")):
         raise SubmitError(f"--host: '{value}' has no scheme; write http://{value} or https://{value}")
     return value.rstrip("/")
