@@ -8,6 +8,12 @@ never collide with Optuna's schema in the same database.
 A run is stored under its key; storing a finished key again is a no-op, so
 two stages, two workers or two pipeline runs can never record a run twice.
 A failed attempt may be replaced by a later successful one.
+
+A database that drops its connections or is unreachable for a while (a
+restart, a failover, a network blip) is waited for: recording runs and
+checking which are done retry with backoff for ``DRIFTLAB_DB_RETRY_S``
+seconds (120 by default) before giving up with a clear ``StoreError``. The
+writes are idempotent, so a retried transaction never records a run twice.
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import sys
+import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -26,6 +34,11 @@ from driftlab import codec
 
 SCHEMA_VERSION = 1
 FINAL_STATUSES = ("ok", "diverged")
+DB_RETRY_ENV = "DRIFTLAB_DB_RETRY_S"
+DEFAULT_DB_RETRY_S = 120.0
+MAX_RETRY_DELAY_S = 5.0
+
+T = TypeVar("T")
 
 metadata = sa.MetaData()
 
@@ -166,15 +179,15 @@ class Store:
                 if inspector.has_table("driftlab_meta"):
                     row = conn.execute(sa.select(meta_table.c.value).where(
                         meta_table.c.key == "schema_version")).first()
-                    version = int(row[0]) if row else 0
+                    version = _schema_version(row[0] if row else "0", self.url)
                     if version > SCHEMA_VERSION:
                         raise StoreError(
                             f"the results database {safe_url(self.url)} has driftlab schema version {version}, "
                             f"newer than this driftlab ({SCHEMA_VERSION}); upgrade driftlab")
-                    if version == SCHEMA_VERSION:
-                        return
+            # Creates what is missing (a fresh database, or tables someone dropped); keeps what is there.
             metadata.create_all(self.engine, checkfirst=True)
             with self.engine.begin() as conn:
+                self._check_columns(sa.inspect(conn))
                 self._upsert_meta(conn, "schema_version", str(SCHEMA_VERSION))
         except sa.exc.OperationalError as exc:
             raise StoreError(f"cannot open the results database {safe_url(self.url)}: "
@@ -182,6 +195,17 @@ class Store:
         except sa.exc.DatabaseError as exc:
             raise StoreError(f"{safe_url(self.url)} is not a usable results database: "
                              f"{_first_line(exc.orig)}") from None
+
+    def _check_columns(self, inspector) -> None:
+        """Refuse tables named like driftlab's that another program (or version) made with other columns."""
+        for table in metadata.sorted_tables:
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            missing = [c.name for c in table.columns if c.name not in present]
+            if missing:
+                raise StoreError(
+                    f"the results database {safe_url(self.url)} has a table {table.name} without the columns "
+                    f"{', '.join(missing)}: it was not made by this driftlab (schema {SCHEMA_VERSION}); "
+                    "use another database, or drop the driftlab_* tables if they hold nothing you need")
 
     def _upsert_meta(self, conn, key: str, value: str) -> None:
         stmt = self._insert(meta_table).values(key=key, value=value)
@@ -193,6 +217,42 @@ class Store:
         if self.engine.dialect.name == "sqlite":
             return sqlite.insert(table)
         raise StoreError(f"unsupported database dialect '{self.engine.dialect.name}'; use PostgreSQL or SQLite")
+
+    # -- outages ------------------------------------------------------------------
+    def _transient(self, exc: sa.exc.DBAPIError) -> bool:
+        # A lost or refused connection; SQLite's OperationalError is a real problem (no such table ...).
+        if exc.connection_invalidated:
+            return True
+        return isinstance(exc, sa.exc.OperationalError) and self.engine.dialect.name != "sqlite"
+
+    def _retrying(self, what: str, attempt: Callable[[], T]) -> T:
+        """``attempt()``, retried with backoff while the database is unreachable (see the module docstring)."""
+        window = retry_window()
+        deadline = time.monotonic() + window
+        delay, since = 0.25, None
+        while True:
+            try:
+                result = attempt()
+            except sa.exc.DBAPIError as exc:
+                if not self._transient(exc):
+                    raise
+                reason = _first_line(exc.orig)
+                if time.monotonic() >= deadline:
+                    raise StoreError(
+                        f"the results database {safe_url(self.url)} was unreachable for {window:.0f} s "
+                        f"while {what} ({reason}); runs recorded so far are kept: run the same stage again "
+                        f"to resume (wait longer with {DB_RETRY_ENV})") from None
+                if since is None:
+                    since = time.monotonic()
+                    print(f"[driftlab] results database unreachable while {what} ({reason}); "
+                          f"retrying for up to {window:.0f} s", file=sys.stderr, flush=True)
+                time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
+                delay = min(delay * 2, MAX_RETRY_DELAY_S)
+                continue
+            if since is not None:
+                print(f"[driftlab] results database reachable again after {time.monotonic() - since:.1f} s",
+                      file=sys.stderr, flush=True)
+            return result
 
     # -- experiments and executions ------------------------------------------
     def experiment_id(self, name: str) -> int:
@@ -218,19 +278,26 @@ class Store:
     # -- runs -----------------------------------------------------------------
     def done_keys(self, keys: Iterable[str]) -> set[str]:
         keys = list(keys)
-        found: set[str] = set()
-        with self.engine.connect() as conn:
-            for start in range(0, len(keys), 500):
-                chunk = keys[start:start + 500]
-                found.update(conn.execute(sa.select(runs.c.key).where(
-                    runs.c.key.in_(chunk), runs.c.status.in_(FINAL_STATUSES))).scalars())
-        return found
+
+        def attempt() -> set[str]:
+            found: set[str] = set()
+            with self.engine.connect() as conn:
+                for start in range(0, len(keys), 500):
+                    chunk = keys[start:start + 500]
+                    found.update(conn.execute(sa.select(runs.c.key).where(
+                        runs.c.key.in_(chunk), runs.c.status.in_(FINAL_STATUSES))).scalars())
+            return found
+
+        return self._retrying("checking which runs are recorded", attempt)
 
     def save_runs(self, experiment_id: int, spec_records: list[tuple[Any, dict[str, Any]]]) -> int:
         """Store (spec, record) pairs in one transaction; returns how many were new."""
         rows = [self._row(experiment_id, spec, record) for spec, record in spec_records]
         if not rows:
             return 0
+        return self._retrying("recording runs", lambda: self._insert_runs(rows))
+
+    def _insert_runs(self, rows: list[dict[str, Any]]) -> int:
         new = 0
         with self.engine.begin() as conn:
             for row in rows:
@@ -316,6 +383,23 @@ class Store:
                 row = dict(r._mapping)
                 row["report"] = json.loads(row.pop("report_json"))
                 yield row
+
+
+def _schema_version(value: str, url: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise StoreError(f"the results database {safe_url(url)} has a driftlab_meta schema_version "
+                         f"{value!r} that is not a number; it was not made by driftlab") from None
+
+
+def retry_window() -> float:
+    """Seconds to wait for an unreachable database: ``DRIFTLAB_DB_RETRY_S``, else 120."""
+    raw = os.environ.get(DB_RETRY_ENV, "").strip()
+    try:
+        return max(0.0, float(raw)) if raw else DEFAULT_DB_RETRY_S
+    except ValueError:
+        return DEFAULT_DB_RETRY_S
 
 
 def _first_line(exc: BaseException | None) -> str:

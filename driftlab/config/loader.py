@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,11 +41,16 @@ class ConfigError(Exception):
 
 _MISSING = object()
 
+# A bounded repr: a YAML alias bomb (a list of lists of lists ... sharing one
+# anchor) holds billions of elements by reference; repr() would expand them all.
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 80, 80
+
 
 def _short(value: Any) -> str | None:
     if value is _MISSING:
         return None
-    text = repr(value)
+    text = _REPR.repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 

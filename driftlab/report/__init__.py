@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -14,7 +15,7 @@ from typing import Any
 from driftlab.report.html import to_html
 from driftlab.report.markdown import to_markdown
 
-__all__ = ["clean", "to_html", "to_markdown", "write_all"]
+__all__ = ["ReportWriteError", "clean", "to_html", "to_markdown", "write_all"]
 
 
 def clean(value: Any) -> Any:
@@ -28,18 +29,40 @@ def clean(value: Any) -> Any:
     return value
 
 
+class ReportWriteError(OSError):
+    """The report folder cannot be written (read-only, full, no permission); ``errno`` says which."""
+
+
 def write_all(result: dict[str, Any], out_dir: str | os.PathLike) -> dict[str, str]:
-    """Write report.json, report.md and report.html into out_dir; returns ``{"json"|"markdown"|"html": path}``."""
+    """Write report.json, report.md and report.html into out_dir; returns ``{"json"|"markdown"|"html": path}``.
+
+    All three are written to temporary files first and renamed only when all
+    three are complete, so a full or read-only disk leaves the previous report
+    as it was and no half-written file behind.
+
+    Raises:
+        ReportWriteError: out_dir cannot be written; the message names it and the fix.
+    """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "report.json", "markdown": out / "report.md", "html": out / "report.html"}
-    _atomic_write(paths["json"], json.dumps(clean(result), indent=2, sort_keys=True, default=str))
-    _atomic_write(paths["markdown"], to_markdown(result))
-    _atomic_write(paths["html"], to_html(result))
+    texts = {"json": json.dumps(clean(result), indent=2, sort_keys=True, default=str),
+             "markdown": to_markdown(result), "html": to_html(result)}
+    tmps = {k: p.with_name(p.name + ".tmp") for k, p in paths.items()}
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            for k, tmp in tmps.items():
+                tmp.write_text(texts[k], encoding="utf-8")
+        except OSError:
+            for tmp in tmps.values():
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+            raise
+        for k, tmp in tmps.items():
+            os.replace(tmp, paths[k])
+    except OSError as exc:
+        raise ReportWriteError(
+            exc.errno, f"cannot write the report to {out}: {exc.strerror or exc}; free space there or choose a "
+            "writable folder (driftlab run --home, or DRIFTLAB_REPORT_DIR). The run records are safe in the "
+            "results database: run the aggregate step again") from None
     return {k: str(v) for k, v in paths.items()}
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
