@@ -9,7 +9,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    TF_CPP_MIN_LOG_LEVEL=2
+    TF_CPP_MIN_LOG_LEVEL=2 \
+    DRIFTLAB_SOURCE_DIR=/opt/driftlab
 
 RUN groupadd --gid 10001 driftlab \
  && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/driftlab \
