@@ -1,5 +1,5 @@
 from kfp import dsl
-from kfp.dsl import Artifact, Markdown, Metrics, Output
+from kfp.dsl import HTML, Artifact, Markdown, Metrics, Output
 
 from components.images import CPU_IMAGE
 
@@ -7,7 +7,7 @@ from components.images import CPU_IMAGE
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def aggregate_drift(config_yaml: str, campaign: str, tuning: dict, seeds_summary: dict,
                     nodes_summary: list, report_json: Output[Artifact], report_md: Output[Markdown],
-                    metrics: Output[Metrics]) -> str:
+                    report_html: Output[HTML], metrics: Output[Metrics]) -> str:
     """Compute drift by source and profile, write the reports, evaluate the tolerance gate.
 
     Args:
@@ -16,8 +16,9 @@ def aggregate_drift(config_yaml: str, campaign: str, tuning: dict, seeds_summary
         tuning: Study summary from select_best.
         seeds_summary: Counts from retrain_across_seeds.
         nodes_summary: Collected counts from retrain_across_nodes.
-        report_json: The JSON report (schema driftlab.report/1).
+        report_json: The JSON report (schema driftlab.report/2, docs/report-schema.md).
         report_md: The Markdown report, shown in the KFP UI.
+        report_html: The self-contained HTML report with plots (no network needed to view it).
         metrics: Headline figures for the KFP run comparison view.
 
     Returns:
@@ -33,6 +34,7 @@ def aggregate_drift(config_yaml: str, campaign: str, tuning: dict, seeds_summary
     result = stages.aggregate(config_yaml, campaign, out_dir, tuning_summary=tuning)
     shutil.copyfile(result["paths"]["json"], report_json.path)
     shutil.copyfile(result["paths"]["markdown"], report_md.path)
+    shutil.copyfile(result["paths"]["html"], report_html.path)
     for name, value in result["metrics"].items():
         metrics.log_metric(name, value)
     for line in result["summary"]:

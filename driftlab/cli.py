@@ -91,7 +91,8 @@ def cmd_run(args) -> int:
     store.finish_execution(execution, status)
     result = json.loads((report_dir / "report.json").read_text())
     print_summary(console, result)
-    console.print(f"\nReport: [bold]{report_dir / 'report.md'}[/]\n        {report_dir / 'report.json'}")
+    console.print(f"\nReport: [bold]{report_dir / 'report.html'}[/]\n        {report_dir / 'report.md'}\n"
+                  f"        {report_dir / 'report.json'}", soft_wrap=True)
     return EXIT_OK if result["gate"]["status"] == "PASS" else EXIT_GATE_FAIL
 
 
