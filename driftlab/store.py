@@ -37,6 +37,7 @@ FINAL_STATUSES = ("ok", "diverged")
 DB_RETRY_ENV = "DRIFTLAB_DB_RETRY_S"
 DEFAULT_DB_RETRY_S = 120.0
 MAX_RETRY_DELAY_S = 5.0
+SCHEMA_ATTEMPTS = 3
 
 T = TypeVar("T")
 
@@ -185,7 +186,7 @@ class Store:
                             f"the results database {safe_url(self.url)} has driftlab schema version {version}, "
                             f"newer than this driftlab ({SCHEMA_VERSION}); upgrade driftlab")
             # Creates what is missing (a fresh database, or tables someone dropped); keeps what is there.
-            metadata.create_all(self.engine, checkfirst=True)
+            self._create_missing_tables()
             with self.engine.begin() as conn:
                 self._check_columns(sa.inspect(conn))
                 self._upsert_meta(conn, "schema_version", str(SCHEMA_VERSION))
@@ -195,6 +196,19 @@ class Store:
         except sa.exc.DatabaseError as exc:
             raise StoreError(f"{safe_url(self.url)} is not a usable results database: "
                              f"{_first_line(exc.orig)}") from None
+
+    def _create_missing_tables(self) -> None:
+        for attempt in range(SCHEMA_ATTEMPTS):
+            try:
+                metadata.create_all(self.engine, checkfirst=True)
+                return
+            except sa.exc.DatabaseError:
+                # Two stages starting on a fresh database race to create the same tables
+                # (PostgreSQL: duplicate key in pg_type; SQLite: table already exists). The
+                # winner's tables are there now: check again.
+                if attempt == SCHEMA_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def _check_columns(self, inspector) -> None:
         """Refuse tables named like driftlab's that another program (or version) made with other columns."""

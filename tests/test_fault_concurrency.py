@@ -1,0 +1,73 @@
+"""Two executions of the same retrain stage at once, against one results database (SQLite and PostgreSQL).
+
+Two processes call ``stages.retrain_seeds`` with the same experiment file and
+campaign at the same moment, on a database neither has used yet (so they also
+race to create the schema and the experiment row). A key may be trained by
+both (neither knows the other has started it), but it must be recorded once:
+the tables hold exactly the planned keys, one experiment row, nothing corrupt.
+The test reports how many runs were trained twice (wasted, not wrong).
+"""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from fault_helpers import figure, kill_group, run_counts, scratch_database, start_stage, summary_of
+
+pytestmark = pytest.mark.slow
+
+PLAN_RUNS = 4
+STAGE_TIMEOUT_S = 300
+
+CONFIG = """\
+name: race
+dataset: {name: digits, eval_fraction: 0.25, val_fraction: 0.2}
+model: {builder: mlp, epochs: 1, batch_size: 64, hyperparameters: {units: 16}}
+seeds: {init: [0, 1], shuffle: [0], split: [0], repeats: 2, deterministic: [true]}
+profiles: {reference: cpu-default, pools: [{name: cpu-default}]}
+"""
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.db)])
+def database(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'results.sqlite'}"
+        return
+    with scratch_database() as url:
+        yield url
+
+
+def test_two_stages_at_once_record_every_key_once(database, tmp_path, request):
+    backend = sa.engine.make_url(database).get_backend_name()
+    row = figure(request, f"same retrain stage twice at once ({backend})", cases=1)
+    config = tmp_path / "race.yaml"
+    config.write_text(CONFIG)
+    env = {"DRIFTLAB_DB_URL": database, "DRIFTLAB_HOME": str(tmp_path / "home"), "DRIFTLAB_JOBS": "1"}
+    stages = [start_stage(config, "c", env) for _ in range(2)]
+    try:
+        results = [s.communicate(timeout=STAGE_TIMEOUT_S) for s in stages]
+    finally:
+        for s in stages:
+            kill_group(s)
+    for s, (out, err) in zip(stages, results):
+        assert s.returncode == 0, err[-3000:]
+    summaries = [summary_of(out) for out, _ in results]
+    assert all(x["failed"] == 0 and x["planned"] == PLAN_RUNS for x in summaries), summaries
+    trained = sum(x["trained"] for x in summaries)
+    assert trained >= PLAN_RUNS, "between them the two stages trained every planned run"
+
+    counts = run_counts(database, "race")
+    assert counts["rows"] == counts["keys"] == counts["ok"] == PLAN_RUNS, counts
+    assert counts["experiment_rows"] == 1, "the racing stages share one experiment row"
+    engine = sa.create_engine(database)
+    with engine.connect() as conn:
+        if backend == "sqlite":
+            assert conn.execute(sa.text("PRAGMA integrity_check")).scalar_one() == "ok"
+        digests = conn.execute(sa.text(
+            "SELECT init_seed, count(DISTINCT weights_digest) FROM driftlab_runs GROUP BY init_seed")).all()
+    engine.dispose()
+    assert all(n == 1 for _, n in digests) and len(digests) == 2, \
+        f"each stored run is whole: deterministic repeats of one seed share one digest ({digests})"
+    row.update(lost=0, duplicates=counts["rows"] - counts["keys"], wasted=trained - PLAN_RUNS,
+               note=f"{trained} runs trained for {PLAN_RUNS} keys")
