@@ -61,8 +61,8 @@ def node_tasks(config_text: str, best_params: dict[str, Any] | str) -> list[dict
     Each item is self-contained for a ParallelFor iteration: ``profile``,
     ``best_params``, placement (``kind``, ``node_selector``, ``tolerations``,
     ``accelerator_type`` / ``accelerator_count`` (empty / 0: none),
-    ``cpu_request`` / ``memory_request`` (None: the pipeline's default),
-    ``tf32``) and the shard it trains (``shard_index`` of ``shard_count``,
+    ``cpu_request`` / ``memory_request``, ``tf32``; each left out when unset)
+    and the shard it trains (``shard_index`` of ``shard_count``,
     ``runs``). Locally GPU pools are left out (skipped with a notice by
     ``driftlab validate``/``run``) and there is one shard per profile; on a
     cluster every pool is listed, ISA caps are checked by the task on its own

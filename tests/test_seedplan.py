@@ -126,7 +126,8 @@ def test_node_tasks_items_carry_placement_and_shards(tiny_config_text, monkeypat
     local = stages.node_tasks(tiny_config_text, {"learning_rate": 0.004})
     assert [(t["profile"], t["shard_index"], t["shard_count"], t["runs"]) for t in local] == [("cpu-sse41", 0, 1, 4)]
     assert local[0]["best_params"] == {"learning_rate": 0.004}
-    assert {"node_selector", "tolerations", "accelerator_type", "accelerator_count", "kind", "tf32"} <= set(local[0])
+    assert {"node_selector", "tolerations", "accelerator_type", "accelerator_count", "kind"} <= set(local[0])
+    assert None not in local[0].values(), "kfp.local refuses None in loop items"
     monkeypatch.setenv("DRIFTLAB_WHERE", "cluster")
     monkeypatch.setenv("DRIFTLAB_RUNS_PER_SHARD", "3")
     cluster = stages.node_tasks(tiny_config_text, json.dumps({"learning_rate": 0.004}))
