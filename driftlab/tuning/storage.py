@@ -211,6 +211,14 @@ def journal_path(config: ExperimentConfig) -> Path:
     return local_dir(config.storage.local_dir) / "optuna-journal.log"
 
 
+def driver_url(url: str) -> str:
+    """``postgresql://`` pinned to psycopg2, the driver driftlab ships (SQLAlchemy 2.1 would pick psycopg 3)."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg2://" + url[len(plain):]
+    return url
+
+
 def engine_kwargs_for(url: str) -> dict[str, Any]:
     """Pool settings: pre-ping (a dead pooled connection is replaced, not used), bounded size."""
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
@@ -239,7 +247,7 @@ def storage_for(config: ExperimentConfig, *, stale_callback: Callable[..., None]
     from driftlab.store import safe_url
     from driftlab.tuning.budget import SlotKeepingRetry
 
-    url = database_url(config)
+    url = driver_url(database_url(config))
     if url:
         heartbeat = config.tuning.heartbeat_seconds
         callback = stale_callback or SlotKeepingRetry(config)
