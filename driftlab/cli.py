@@ -38,6 +38,10 @@ def _preflight(config) -> tuple[Any, int]:
 
     profiles = resolve_profiles(config, local=True)
     total = check_cap(config.seeds, len(profiles.runnable))
+    if config.dataset.name in ("csv", "npz"):  # a user's file: read it now, not in the first pipeline task
+        from driftlab.datasets import make_split
+
+        make_split(config.dataset, config.seeds.split[0])
     return profiles, total
 
 

@@ -68,6 +68,10 @@ def _friendly(err: dict) -> str:
         if "mlp" in pattern:
             return "must be 'mlp' or a builder 'package.module:function'"
         return "must be lowercase letters, digits and '-', 1-63 characters, starting and ending alphanumeric"
+    if kind == "union_tag_not_found":
+        return "is required: one of 'int', 'float', 'categorical'"
+    if kind == "union_tag_invalid":
+        return f"must be one of {ctx.get('expected_tags', '')}"
     if kind == "value_error":
         return str(ctx.get("error", err["msg"]))
     return err["msg"][0].lower() + err["msg"][1:]
@@ -93,7 +97,11 @@ def problems_from(exc: ValidationError) -> list[Problem]:
         value = err.get("input", _MISSING) if err["type"] != "missing" else _MISSING
         if isinstance(value, dict) and err["type"] not in ("extra_forbidden",):
             value = _MISSING  # a whole mapping says nothing useful
-        problems.append(Problem(_field_path(tuple(err["loc"])), value, _friendly(err)))
+        loc = tuple(err["loc"])
+        if err["type"] in ("union_tag_not_found", "union_tag_invalid"):  # the problem is the tag field itself
+            loc += (str((err.get("ctx") or {}).get("discriminator", "type")).strip("'"),)
+            value = (err.get("ctx") or {}).get("tag", _MISSING)
+        problems.append(Problem(_field_path(loc), value, _friendly(err)))
     # Union members repeat the same complaint; keep the first of each.
     seen, unique = set(), []
     for p in problems:

@@ -127,6 +127,7 @@ class TuningConfig(Strict):
 
 
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
+MAX_PLAN_RUNS = 1_000_000  # the largest seeds.max_runs accepted
 
 
 class SeedPlanConfig(Strict):
@@ -139,7 +140,7 @@ class SeedPlanConfig(Strict):
     repeats: Annotated[int, Field(ge=1, le=1000)] = 2
     deterministic: Annotated[list[bool], Field(min_length=1, max_length=2)] = Field(
         default_factory=lambda: [True, False])
-    max_runs: Annotated[int, Field(ge=1, le=1_000_000)] = 2000
+    max_runs: Annotated[int, Field(ge=1, le=MAX_PLAN_RUNS)] = 2000
 
     @field_validator("init", "shuffle", "split", "deterministic")
     @classmethod
@@ -147,6 +148,20 @@ class SeedPlanConfig(Strict):
         if len(set(v)) != len(v):
             raise ValueError("values must be unique")
         return v
+
+    @model_validator(mode="after")
+    def _factorial_size(self) -> "SeedPlanConfig":
+        # Counted by multiplication, before anything lists the runs: 2000 seeds in each of three
+        # lists make 8e9 runs, which no max_runs allows and no machine can enumerate.
+        if self.design == "factorial":
+            runs = len(self.init) * len(self.shuffle) * len(self.split) * self.repeats * len(self.deterministic)
+            if runs > MAX_PLAN_RUNS:
+                raise ValueError(
+                    f"the factorial plan crosses {len(self.init)} init × {len(self.shuffle)} shuffle × "
+                    f"{len(self.split)} split seeds × {self.repeats} repeats × {len(self.deterministic)} "
+                    f"determinism mode(s) = {runs:,} runs, more than any max_runs allows ({MAX_PLAN_RUNS:,}); "
+                    "use fewer seeds or repeats, or design: one-at-a-time")
+        return self
 
 
 class Toleration(Strict):
