@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -56,11 +57,18 @@ def cmd_validate(args) -> int:
     return EXIT_OK
 
 
+# A campaign names a folder of reports and logs: no path separators, no leading dot; 128 fits the tables.
+CAMPAIGN_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
 def cmd_run(args) -> int:
     from driftlab import local_run
     from driftlab.config import canonical_json, config_hash
     from driftlab.store import Store, database_url, local_dir, safe_url
 
+    if args.campaign is not None and not CAMPAIGN_PATTERN.match(args.campaign):
+        return _bad_input(f"--campaign: {args.campaign[:80]!r} is not a campaign name; use 1-128 letters, digits, "
+                          "'.', '_', ':' or '-', starting with a letter or digit (it names a folder of reports)")
     config = _load(args.config)
     profiles, total = _preflight(config)
     text = Path(args.config).read_text(encoding="utf-8")

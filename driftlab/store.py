@@ -171,7 +171,13 @@ class Store:
 
     def __init__(self, url: str):
         self.url = url
-        self.engine = make_engine(url)
+        try:
+            self.engine = make_engine(url)
+        except (sa.exc.ArgumentError, ValueError, ImportError) as exc:  # a malformed URL, an unknown driver
+            reason = _first_line(exc).replace(_password(url) or "\0", "***")
+            raise StoreError(f"the results database URL {safe_url(url)} cannot be used ({reason}); set it like "
+                             "postgresql+psycopg2://USER:PASSWORD@HOST:5432/DATABASE, or unset it for the "
+                             "local SQLite default") from None
         self._ensure_schema()
 
     @classmethod
@@ -423,6 +429,13 @@ def retry_window() -> float:
         return max(0.0, float(raw)) if raw else DEFAULT_DB_RETRY_S
     except ValueError:
         return DEFAULT_DB_RETRY_S
+
+
+def _password(url: str) -> str | None:
+    try:
+        return sa.engine.make_url(url).password
+    except Exception:
+        return None
 
 
 def _first_line(exc: BaseException | None) -> str:
