@@ -75,24 +75,40 @@ def seed_points(plan: SeedPlanConfig, *, deterministic: list[bool] | None = None
 
 def node_points(plan: SeedPlanConfig) -> list[SeedPoint]:
     """The runs every profile repeats: the deterministic runs (or all, if the plan has none)."""
-    det = [d for d in plan.deterministic if d] or list(plan.deterministic)
-    return seed_points(plan, deterministic=det)
+    return seed_points(plan, deterministic=_node_modes(plan))
+
+
+def count_points(plan: SeedPlanConfig, *, deterministic: list[bool] | None = None) -> int:
+    """``len(seed_points(...))`` by arithmetic: a huge plan is counted without being built."""
+    modes = plan.deterministic if deterministic is None else [d for d in plan.deterministic if d in deterministic]
+    if plan.design == "factorial":
+        per_mode = len(plan.init) * len(plan.shuffle) * len(plan.split) * plan.repeats
+    else:  # the base point (first seeds, repeat 0) is shared by the four one-source sweeps
+        per_mode = plan.repeats + len(plan.init) - 1 + len(plan.shuffle) - 1 + len(plan.split) - 1
+    return per_mode * len(modes)
+
+
+def _node_modes(plan: SeedPlanConfig) -> list[bool]:
+    return [d for d in plan.deterministic if d] or list(plan.deterministic)
 
 
 def planned_total(plan: SeedPlanConfig, n_profiles: int) -> int:
     """Runs of the whole experiment: the seed plan on the reference plus the node runs on each other profile."""
-    return len(seed_points(plan)) + max(0, n_profiles - 1) * len(node_points(plan))
+    return count_points(plan) + max(0, n_profiles - 1) * count_points(plan, deterministic=_node_modes(plan))
 
 
 def check_cap(plan: SeedPlanConfig, n_profiles: int) -> int:
-    """The planned run count, or ``PlanTooLarge`` naming the count, the cap and the fixes."""
+    """The planned run count, or ``PlanTooLarge`` naming the count, the cap and the fixes.
+
+    Counted, never enumerated, so that a plan of a billion runs is refused at once.
+    """
     total = planned_total(plan, n_profiles)
     if total > plan.max_runs:
         raise PlanTooLarge(
-            f"seeds: the plan needs {total} runs ({len(seed_points(plan))} across seeds + "
-            f"{len(node_points(plan))} on each of {n_profiles - 1} other profile(s)), above "
-            f"seeds.max_runs={plan.max_runs}; use fewer seeds or repeats, design: one-at-a-time, "
-            "or raise max_runs")
+            f"seeds: the plan needs {total} runs ({count_points(plan)} across seeds + "
+            f"{count_points(plan, deterministic=_node_modes(plan))} on each of {n_profiles - 1} other "
+            f"profile(s)), above seeds.max_runs={plan.max_runs}; use fewer seeds or repeats, "
+            "design: one-at-a-time, or raise max_runs")
     return total
 
 
@@ -111,7 +127,7 @@ def describe(plan: SeedPlanConfig, *, nodes: bool = False) -> str:
     Returns:
         E.g. ``factorial: 2 init × 2 shuffle × 2 split seeds × 2 repeats × determinism on and off = 32 runs``.
     """
-    points = node_points(plan) if nodes else seed_points(plan)
+    n_points = count_points(plan, deterministic=_node_modes(plan)) if nodes else count_points(plan)
     modes = "determinism on" if nodes and True in plan.deterministic else _modes(plan)
     if plan.design == "factorial":
         body = (f"factorial: {len(plan.init)} init × {len(plan.shuffle)} shuffle × {len(plan.split)} split "
@@ -120,7 +136,7 @@ def describe(plan: SeedPlanConfig, *, nodes: bool = False) -> str:
         body = (f"one-at-a-time around init={plan.init[0]}, shuffle={plan.shuffle[0]}, split={plan.split[0]}: "
                 f"{len(plan.init)} init, {len(plan.shuffle)} shuffle, {len(plan.split)} split seeds, "
                 f"{plan.repeats} repeats, {modes}")
-    return f"{body} = {len(points)} runs"
+    return f"{body} = {n_points} runs"
 
 
 def shard(items: Sequence[T], index: int, count: int) -> list[T]:

@@ -167,3 +167,25 @@ def test_spec_key_ignores_the_stage_but_not_the_profile():
     a = _spec(1)
     assert replace(a, stage="nodes").key == a.key
     assert replace(a, profile={"name": "cpu-y"}).key != a.key
+
+
+@pytest.mark.parametrize("design", ["factorial", "one-at-a-time"])
+@pytest.mark.parametrize("modes", [[True], [False], [True, False]])
+def test_counted_plan_size_equals_the_enumerated_plan(design, modes):
+    from driftlab.config import SeedPlanConfig
+    from driftlab.seedplan import count_points, node_points, planned_total, seed_points
+
+    plan = SeedPlanConfig(design=design, init=[0, 1, 2], shuffle=[5, 6], split=[0, 9, 8, 7], repeats=3,
+                          deterministic=modes)
+    assert count_points(plan) == len(seed_points(plan))
+    assert planned_total(plan, 3) == len(seed_points(plan)) + 2 * len(node_points(plan))
+
+
+def test_a_large_plan_is_refused_by_counting():
+    from driftlab.config import SeedPlanConfig
+    from driftlab.seedplan import PlanTooLarge, check_cap
+
+    big = list(range(100))
+    plan = SeedPlanConfig(init=big, shuffle=big, split=big, repeats=1, deterministic=[True], max_runs=10)
+    with pytest.raises(PlanTooLarge, match="needs 3000000 runs"):
+        check_cap(plan, 3)
