@@ -168,3 +168,33 @@ def test_full_disk_keeps_the_previous_report_and_a_rerun_works(campaign, tmp_pat
         row.update(lost=0, duplicates=0, wasted=0, recover_s=time.monotonic() - t0)
         assert json.loads(Path(again["paths"]["json"]).read_text())["counts"]["ok"] == 2
         assert _report_rows(store) == reports_before + 1
+
+
+MINIMAL = """\
+name: minimal
+dataset: {name: digits, eval_fraction: 0.25, val_fraction: 0.2}
+model: {builder: mlp, epochs: 1, batch_size: 64, hyperparameters: {units: 16}}
+seeds: {init: [0], shuffle: [0], split: [0], repeats: 1, deterministic: [true]}
+profiles: {reference: cpu-default, pools: [{name: cpu-default}]}
+"""
+
+
+def test_experiment_without_tuning_on_one_profile_runs_end_to_end(tmp_path):
+    """No search space (nothing to tune) and one profile (no other node pool): both loops are empty.
+
+    ``driftlab validate`` accepts the file, so ``driftlab run`` must finish it: an
+    empty ParallelFor and the collected outputs of an empty loop must not fail the run.
+    """
+    import os
+    import subprocess
+    import sys
+
+    config = tmp_path / "minimal.yaml"
+    config.write_text(MINIMAL)
+    env = {**os.environ}
+    env.pop("DRIFTLAB_DB_URL", None)
+    proc = subprocess.run([sys.executable, "-m", "driftlab", "run", str(config), "--home", str(tmp_path / "home")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads(next((tmp_path / "home").glob("reports/default/*/report.json")).read_text())
+    assert report["counts"]["ok"] == 1

@@ -77,9 +77,18 @@ def _friendly(err: dict) -> str:
     return err["msg"][0].lower() + err["msg"][1:]
 
 
-def _field_path(loc: tuple) -> str:
+def _field_path(loc: tuple, data: Any = _MISSING) -> str:
     parts: list[str] = []
+    node = data
     for item in loc:
+        if isinstance(node, dict) and item in node:  # a key of the file, even one named like a pydantic tag
+            node = node[item]
+            parts.append(("." if parts else "") + str(item))
+            continue
+        if isinstance(node, list) and isinstance(item, int) and 0 <= item < len(node):
+            node = node[item]
+            parts.append(f"[{item}]")
+            continue
         if isinstance(item, int):
             parts.append(f"[{item}]")
         elif item in ("int", "float", "categorical", "function-after[_range(), IntParam]"):
@@ -91,7 +100,7 @@ def _field_path(loc: tuple) -> str:
     return "".join(parts)
 
 
-def problems_from(exc: ValidationError) -> list[Problem]:
+def problems_from(exc: ValidationError, data: Any = _MISSING) -> list[Problem]:
     problems = []
     for err in exc.errors(include_url=False):
         value = err.get("input", _MISSING) if err["type"] != "missing" else _MISSING
@@ -101,7 +110,7 @@ def problems_from(exc: ValidationError) -> list[Problem]:
         if err["type"] in ("union_tag_not_found", "union_tag_invalid"):  # the problem is the tag field itself
             loc += (str((err.get("ctx") or {}).get("discriminator", "type")).strip("'"),)
             value = (err.get("ctx") or {}).get("tag", _MISSING)
-        problems.append(Problem(_field_path(loc), value, _friendly(err)))
+        problems.append(Problem(_field_path(loc, data), value, _friendly(err)))
     # Union members repeat the same complaint; keep the first of each.
     seen, unique = set(), []
     for p in problems:
@@ -119,7 +128,7 @@ def parse_config(data: Any, source: str = "<config>") -> ExperimentConfig:
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, problems_from(exc)) from None
+        raise ConfigError(source, problems_from(exc, data)) from None
 
 
 def load_config_text(text: str, source: str = "<config>") -> ExperimentConfig:
