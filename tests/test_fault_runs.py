@@ -179,7 +179,7 @@ profiles: {reference: cpu-default, pools: [{name: cpu-default}]}
 """
 
 
-def test_experiment_without_tuning_on_one_profile_runs_end_to_end(tmp_path):
+def test_experiment_without_tuning_on_one_profile_runs_end_to_end(tmp_path, request):
     """No search space (nothing to tune) and one profile (no other node pool): both loops are empty.
 
     ``driftlab validate`` accepts the file, so ``driftlab run`` must finish it: an
@@ -189,6 +189,7 @@ def test_experiment_without_tuning_on_one_profile_runs_end_to_end(tmp_path):
     import subprocess
     import sys
 
+    row = figure(request, "`driftlab run`: nothing to tune, one profile (empty loops)", cases=1)
     config = tmp_path / "minimal.yaml"
     config.write_text(MINIMAL)
     env = {**os.environ}
@@ -198,3 +199,4 @@ def test_experiment_without_tuning_on_one_profile_runs_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report = json.loads(next((tmp_path / "home").glob("reports/default/*/report.json")).read_text())
     assert report["counts"]["ok"] == 1
+    row.update(lost=0, duplicates=0, wasted=0)
