@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test test-fast venv compile lint clean
+.PHONY: demo test test-fast bench venv compile clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,9 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
 
 compile: $(STAMP)
 	$(VENV)/bin/driftlab compile --output pipelines/driftlab.yaml

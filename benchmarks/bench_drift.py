@@ -55,6 +55,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--html", help="time the HTML report of this report.json")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="record counts")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per size (median, min, max)")
+    parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one(args.one)))
@@ -62,9 +65,35 @@ def main() -> None:
     if args.html:
         print(json.dumps(html(args.html)))
         return
-    for n in SIZES:
-        out = subprocess.run([sys.executable, __file__, "--one", str(n)], capture_output=True, text=True, check=True)
-        print(out.stdout.strip(), flush=True)
+    rows = []
+    for n in args.sizes:
+        runs = []
+        for _ in range(args.repeats):
+            out = subprocess.run([sys.executable, __file__, "--one", str(n)], capture_output=True, text=True,
+                                 check=True)
+            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(out.stdout.strip(), flush=True)
+        secs = sorted(r["seconds"] for r in runs)
+        rows.append({"records": runs[0]["records"], "seconds_median": secs[len(secs) // 2],
+                     "seconds_min": secs[0], "seconds_max": secs[-1],
+                     "peak_mib": max(r["peak_mib"] for r in runs)})
+    summary = {"sizes": rows, "time_exponent": scaling_exponent(rows, "seconds_median"),
+               "memory_exponent": scaling_exponent(rows, "peak_mib")}
+    print(json.dumps(summary, indent=2))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(summary, fh, indent=2)
+
+
+def scaling_exponent(rows: list[dict], key: str) -> float | None:
+    """Least-squares slope of log(value) on log(records): 1.0 is linear growth."""
+    import numpy as np
+
+    if len(rows) < 2:
+        return None
+    x = np.log([r["records"] for r in rows])
+    y = np.log([max(r[key], 1e-9) for r in rows])
+    return float(np.polyfit(x, y, 1)[0])
 
 
 if __name__ == "__main__":

@@ -107,11 +107,17 @@ def one_run(config: str, jobs: int | None) -> dict:
         raise SystemExit(f"driftlab run failed ({proc.returncode}): {err.decode()[-2000:]}")
     engine = sa.create_engine(f"sqlite:///{home / 'driftlab.sqlite'}")
     with engine.connect() as conn:
-        timings = [json.loads(t) for (t,) in conn.execute(sa.text("SELECT timings_json FROM driftlab_runs"))]
+        rows = list(conn.execute(sa.text("SELECT timings_json, deterministic, stage FROM driftlab_runs")))
+    timings = [json.loads(t) for t, _, _ in rows]
+    # Determinism on vs off: the seeds stage runs both on the reference profile.
+    fit_on = [json.loads(t)["fit_s"] for t, d, stage in rows if d and stage == "seeds"]
+    fit_off = [json.loads(t)["fit_s"] for t, d, stage in rows if not d and stage == "seeds"]
     training = sum(t["fit_s"] + t["predict_s"] for t in timings)
     build = sum(t["build_s"] for t in timings)
     log = next(home.glob("logs/bench-*.log")).read_text()
+    det_ratio = (statistics.mean(fit_on) / statistics.mean(fit_off)) if fit_on and fit_off else None
     return {"wall_s": wall, "runs": len(timings), "training_s": training, "build_s": build,
+            "determinism_fit_ratio": det_ratio,
             "peak_rss_mib": peak[0] / 2**20, "tasks": task_walls(log)}
 
 
@@ -143,6 +149,8 @@ def main() -> None:
         "overhead_ratio": summarize([r["wall_s"] / r["training_s"] for r in runs]),
         "overhead_ratio_vs_ideal_parallel": summarize([r["wall_s"] / (r["training_s"] / jobs) for r in runs]),
         "peak_rss_mib": summarize([r["peak_rss_mib"] for r in runs]),
+        "determinism_fit_ratio": summarize([r["determinism_fit_ratio"] for r in runs
+                                            if r["determinism_fit_ratio"] is not None] or [float("nan")]),
         "task_wall_s": {t: statistics.median(r["tasks"].get(t, 0.0) for r in runs) for t in tasks},
         "tf_import_s": tf_import,
     }

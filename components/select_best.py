@@ -24,7 +24,7 @@ def select_best(config_yaml: str, campaign: str, trials_per_worker: list) -> Nam
     from driftlab import stages
 
     best = stages.select_best(config_yaml, campaign)
-    summary = {k: v for k, v in best.items() if k != "trials"}
+    summary = stages.kfp_safe({k: v for k, v in best.items() if k != "trials"})
     summary["trials_per_worker"] = trials_per_worker
     print(f"[driftlab] best {best.get('best_value')}: {best['best_params']}", flush=True)
     return namedtuple("Best", ["best_params", "tuning"])(best["best_params"], summary)

@@ -57,9 +57,14 @@ def available_cpus() -> int:
     return max(1, cpus)
 
 
+DATABASE_ENV_KEYS = ("DRIFTLAB_DB_URL", "DRIFTLAB_TEST_PG_URL")
+
+
 def worker_env(profile: ProfileConfig, index: int = 0) -> dict[str, str]:
     """The environment of worker ``index`` of a profile: inherited, minus stale knobs, plus the profile's."""
-    env = {k: v for k, v in os.environ.items() if k not in PROFILE_ENV_KEYS}
+    # Workers never touch the database (the parent records their runs), so the
+    # database URL is not handed to them, nor to the user model code they run.
+    env = {k: v for k, v in os.environ.items() if k not in PROFILE_ENV_KEYS and k not in DATABASE_ENV_KEYS}
     env.update(env_for(profile))
     env["PYTHONUNBUFFERED"] = "1"
     env["DRIFTLAB_PARENT_PID"] = str(os.getpid())

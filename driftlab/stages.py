@@ -47,12 +47,18 @@ def prepare(config_text: str, campaign: str) -> dict[str, Any]:
     others = [p.name for p in profiles.runnable if p.name != profiles.reference.name]
     return {
         "study": study,
-        "workers": list(range(config.tuning.workers)) if config.search_space else [],
+        # Never an empty list: kfp.local cannot collect the outputs of an empty ParallelFor.
+        # Without a search space one worker runs and returns at once (no trial, no TensorFlow).
+        "workers": list(range(config.tuning.workers)) if config.search_space else [0],
         "reference": profiles.reference.name,
         "profiles": others,
         "skipped_profiles": [{"name": p.name, "reason": why} for p, why in profiles.skipped],
         "planned_runs": total,
     }
+
+
+NO_PROFILE = ""  # the placeholder loop item of an experiment with a single profile
+LOCAL_LOOP_CONCURRENCY = 2  # kfp.local runs at most this many ParallelFor iterations at once
 
 
 def node_tasks(config_text: str, best_params: dict[str, Any] | str) -> list[dict[str, Any]]:
@@ -100,6 +106,12 @@ def node_tasks(config_text: str, best_params: dict[str, Any] | str) -> list[dict
                 "shard_index": index, "shard_count": count,
                 "runs": len(range(index, n_runs, count)),
             })
+    if not items:
+        # Never an empty loop (kfp.local cannot collect an empty ParallelFor's outputs): one
+        # item naming no profile, which retrain_node answers at once without training.
+        items.append({"profile": NO_PROFILE, "best_params": tuned, "kind": "cpu", "node_selector": {},
+                      "tolerations": [], "accelerator_type": "", "accelerator_count": 0,
+                      "shard_index": 0, "shard_count": 1, "runs": 0})
     # kfp.local refuses a loop item holding None ("Value must be one of ... Got None"): unset fields are left out.
     return [{k: v for k, v in item.items() if v is not None} for item in items]
 
@@ -135,6 +147,8 @@ def tune(config_text: str, campaign: str, worker_index: int) -> int:
     from driftlab import datasets, tuning
 
     config = load(config_text)
+    if not config.search_space:
+        return 0  # nothing to tune: the placeholder worker of prepare()
     profiles = resolve_profiles(config, local=is_local())
     apply_env(profiles.reference)  # before TensorFlow is imported, in this process
     from driftlab import training
@@ -310,6 +324,9 @@ def retrain_node(config_text: str, campaign: str, best_params: dict[str, Any], p
     from driftlab.profiles import check_here
     from driftlab.seedplan import describe, shard
 
+    if profile_name == NO_PROFILE:
+        return {"profile": NO_PROFILE, "planned": 0, "skipped": 0, "trained": 0, "failed": 0, "seconds": 0.0,
+                "workers": 0, "skipped_profile": "the experiment has a single profile"}
     config = load(config_text)
     local = is_local()
     profiles = _profiles_for_plan(config, local=local)
@@ -325,6 +342,12 @@ def retrain_node(config_text: str, campaign: str, best_params: dict[str, Any], p
     specs = _run_specs(config, campaign, best_params, profile, points, "nodes")
     plan_line = describe(config.seeds, nodes=True) + (f"; shard {shard_index + 1}/{shard_count}"
                                                        if shard_count > 1 else "")
+    if jobs is None and local and not os.environ.get("DRIFTLAB_JOBS"):
+        # kfp.local runs LOCAL_LOOP_CONCURRENCY node tasks at once on this one machine: share
+        # its cores between them instead of each starting a worker per core (fewer TensorFlow
+        # imports, no oversubscription, more runs per worker for traced-model reuse).
+        siblings = min(LOCAL_LOOP_CONCURRENCY, max(1, len(profiles.runnable) - 1))
+        jobs = max(1, default_jobs(profile) // siblings)
     return _execute(config, specs, profile, jobs=jobs or default_jobs(profile), quiet=quiet,
                     label="retrain across nodes", plan_line=plan_line)
 
@@ -354,6 +377,15 @@ def aggregate(config_text: str, campaign: str, out_dir: str, tuning_summary: dic
 def config_record(config_text: str) -> tuple[str, str, str]:
     config = load(config_text)
     return config.name, config_hash(config), canonical_json(config)
+
+
+def kfp_safe(value: Any) -> Any:
+    """Drop None values, recursively: KFP (kfp.local at least) refuses None inside task outputs."""
+    if isinstance(value, dict):
+        return {k: kfp_safe(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [kfp_safe(v) for v in value if v is not None]
+    return value
 
 
 def dumps(value: Any) -> str:
