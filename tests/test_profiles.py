@@ -91,7 +91,9 @@ def test_gpu_pool_is_skipped_locally_with_a_notice_and_listed_on_a_cluster(monke
     assert local.names() == ["cpu-default"]
     assert local.skip_reason("a100-pool") == "GPU node pool: runs on a cluster only (skipped locally)"
     monkeypatch.delenv("DRIFTLAB_WHERE", raising=False)
-    assert stages.node_tasks(GPU_CONFIG, {}) == []
+    # Only the placeholder item (kfp.local cannot run an empty loop), which trains nothing.
+    assert [item["profile"] for item in stages.node_tasks(GPU_CONFIG, {})] == [stages.NO_PROFILE]
+    assert stages.retrain_node(GPU_CONFIG, "c", {}, stages.NO_PROFILE)["trained"] == 0
     summary = stages.retrain_node(GPU_CONFIG, "c", {}, "a100-pool", jobs=1, quiet=True)
     assert summary["trained"] == 0 and "skipped locally" in summary["skipped_profile"]
     assert "retrain across nodes · a100-pool: skipped" in capsys.readouterr().err
