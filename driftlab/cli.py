@@ -53,7 +53,7 @@ def cmd_validate(args) -> int:
           f"{total} training runs on {len(profiles.runnable)} profile(s) "
           f"({', '.join(profiles.names())}), reference {profiles.reference.name}.")
     for p, why in profiles.skipped:
-        print(f"  skipped {p.name}: {why}")
+        print(f"  {'note' if p.name == profiles.reference.name else 'skipped'} {p.name}: {why}")
     return EXIT_OK
 
 
@@ -82,7 +82,8 @@ def cmd_run(args) -> int:
     console.print(f"[bold]driftlab[/] {config.name} · campaign {campaign} · {total} runs planned on "
                   f"{len(profiles.runnable)} profile(s) · results in {safe_url(store.url)}")
     for p, why in profiles.skipped:
-        console.print(f"  [yellow]skipped profile {p.name}[/]: {why}")
+        kind = "note: profile" if p.name == profiles.reference.name else "skipped profile"
+        console.print(f"  [yellow]{kind} {p.name}[/]: {why}")
     execution = store.start_execution(config.name, campaign, config_hash(config), canonical_json(config))
     local_run.ensure_repo_on_path()
     try:
