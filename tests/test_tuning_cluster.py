@@ -52,19 +52,21 @@ def _wait_for(predicate, what: str):
     pytest.fail(f"gave up after {WAIT_LIMIT_S}s waiting for {what}")
 
 
-def test_eight_workers_meet_the_budget_exactly(tmp_path, pg_url, monkeypatch):
-    config, config_file, env = _setup(tmp_path, pg_url, experiment_text(40, sampler="tpe"), "eight", monkeypatch)
-    procs = start_workers(config_file, "eight", 8, env, sleep=0.01, log_dir=tmp_path)
+@pytest.mark.parametrize("workers, budget", [(8, 40), pytest.param(16, 48, marks=pytest.mark.slow)])
+def test_workers_meet_the_budget_exactly(tmp_path, pg_url, monkeypatch, workers, budget):
+    name = f"w{workers}"
+    config, config_file, env = _setup(tmp_path, pg_url, experiment_text(budget, sampler="tpe"), name, monkeypatch)
+    procs = start_workers(config_file, name, workers, env, sleep=0.01, log_dir=tmp_path)
     results = finish(procs)
 
-    trials = _trials(config, "eight")
+    trials = _trials(config, name)
     counted = [t for t in trials if t.state in tuning.COUNTED_STATES]
-    assert len(counted) == 40
+    assert len(counted) == budget
     assert len({t.number for t in trials}) == len(trials)
     assert [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)] == []
     assert sum(r["ran"] for r in results) == len(trials)  # every trial was run by one worker
     assert sum(1 for r in results if r["ran"] > 0) >= 2, "the workers did not share the study"
-    for i in range(8):
+    for i in range(workers):
         assert "Traceback" not in (tmp_path / f"worker{i}.err").read_text()
 
 
