@@ -58,7 +58,7 @@ def tuning_storage(trials: int, repeats: int) -> list[dict]:
     rows: list[dict] = []
     try:
         for _ in range(repeats):
-            cmd = [PY, "-m", "driftlab.tuning.bench", "--trials", str(trials), "--workers", "1", "4", "8",
+            cmd = [PY, "benchmarks/bench_tune.py", "--trials", str(trials), "--workers", "1", "4", "8",
                    "--storages", "memory", "journal", "postgresql", "--pg", url]
             print("$", " ".join(cmd[:-1]), "<scratch database>", flush=True)
             out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout

@@ -143,10 +143,8 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``report show``, ``report history`` and the ``gate`` options to the driftlab parser."""
-    gate = subparsers.choices.get("gate") or subparsers.add_parser(
-        "gate", help="exit non-zero when a report's tolerance gate failed")
-    if "report" not in {a.dest for a in gate._actions}:
-        gate.add_argument("report", help="report.json")
+    gate = subparsers.add_parser("gate", help="exit non-zero when a report's tolerance gate failed")
+    gate.add_argument("report", help="report.json")
     gate.add_argument("--config", help="re-evaluate the stored statistics against this experiment file's tolerances")
     gate.add_argument("--json", action="store_true", help="print the gate as JSON")
     gate.set_defaults(func=cmd_gate)

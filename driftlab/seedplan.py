@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 from dataclasses import dataclass
 from typing import Sequence, TypeVar
 
@@ -162,16 +161,10 @@ def shard(items: Sequence[T], index: int, count: int) -> list[T]:
 
 
 def runs_per_shard() -> int:
-    raw = os.environ.get("DRIFTLAB_RUNS_PER_SHARD", "").strip()
-    if not raw:
-        return DEFAULT_RUNS_PER_SHARD
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ShardError(f"DRIFTLAB_RUNS_PER_SHARD: '{raw}' is not a positive whole number; unset it or use e.g. 32")
-    return value
+    from driftlab.envknobs import positive_int
+
+    configured = positive_int("DRIFTLAB_RUNS_PER_SHARD", example=DEFAULT_RUNS_PER_SHARD, error=ShardError)
+    return configured or DEFAULT_RUNS_PER_SHARD
 
 
 def shard_count(n_runs: int, *, local: bool) -> int:

@@ -251,17 +251,12 @@ def default_jobs(profile=None) -> int:
     quota) divided by the profile's intra-op threads, so parallel workers never
     oversubscribe the cores. GPU profiles: one worker per GPU of the pool.
     """
+    from driftlab.envknobs import positive_int
     from driftlab.executor import available_cpus
 
-    configured = os.environ.get("DRIFTLAB_JOBS", "").strip()
+    configured = positive_int("DRIFTLAB_JOBS", example=2)
     if configured:
-        try:
-            value = int(configured)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise ValueError(f"DRIFTLAB_JOBS: '{configured}' is not a positive whole number; unset it or use e.g. 2")
-        return value
+        return configured
     if profile is not None and profile.kind == "gpu":
         return profile.accelerator.count if profile.accelerator else 1
     threads = profile.intra_op_threads if profile is not None else 1

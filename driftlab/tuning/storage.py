@@ -4,10 +4,10 @@ Both storages are Optuna's own classes with two additions (see ``budget``):
 trials are only ever created from a template (the budget's slots), and, for
 the database, every call survives a dropped connection or a restarting
 server: it is retried with exponential backoff for up to
-``DB_RETRY_SECONDS``. The schema is untouched, so optuna-dashboard and the
-``optuna`` CLI read the study as it is.
+``DRIFTLAB_DB_RETRY_S`` (120 s, shared with the results store). The schema is
+untouched, so optuna-dashboard and the ``optuna`` CLI read the study as it is.
 
-Local default, measured (``python -m driftlab.tuning.bench``): Optuna's journal
+Local default, measured (``benchmarks/bench_tune.py``): Optuna's journal
 file takes concurrent worker processes without "database is locked" (it
 appends under a file lock) and costs less per trial than SQLite; it has no
 heartbeats, so a dead local worker's trial is reclaimed when the study is
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: How long one storage call keeps retrying a lost database before giving up.
-DB_RETRY_SECONDS = float(os.environ.get("DRIFTLAB_DB_RETRY_SECONDS", "120"))
 #: First and largest pause between retries (doubling, with jitter).
 RETRY_FIRST_PAUSE_S = 0.2
 RETRY_MAX_PAUSE_S = 5.0
@@ -82,14 +81,16 @@ def _first_line(exc: BaseException) -> str:
 
 
 def with_db_retry(call: Callable[[], T], what: str, reset: Callable[[], None] | None = None) -> T:
-    """Run ``call``; on a transient database error, retry with backoff until DB_RETRY_SECONDS.
+    """Run ``call``; on a transient database error, retry with backoff for ``store.retry_window()``.
 
     Args:
         call: The storage call.
         what: Its name, for the log.
         reset: Run before each retry (drops a session left in a failed transaction).
     """
-    deadline = time.monotonic() + DB_RETRY_SECONDS
+    from driftlab.store import retry_window  # one window for results and studies: DRIFTLAB_DB_RETRY_S
+
+    deadline = time.monotonic() + retry_window()
     pause = RETRY_FIRST_PAUSE_S
     attempt = 0
     while True:

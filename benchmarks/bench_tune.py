@@ -1,6 +1,6 @@
 """Benchmark (not a test): storage overhead per trial, trivial objective.
 
-``python -m driftlab.tuning.bench [--trials 200] [--workers 1 4] [--pg URL]``
+``.venv/bin/python benchmarks/bench_tune.py [--trials 200] [--workers 1 4] [--pg URL]``
 runs the slot-budget worker loop (the one ``run_worker`` uses: pop a slot,
 heartbeat where the storage has one, tell) with an objective that does
 nothing, on in-memory storage (threads: it cannot be shared by processes),
