@@ -5,7 +5,7 @@ from components.images import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-def aggregate_drift(config_yaml: str, campaign: str, tuning: dict, seeds_summary: dict,
+def aggregate_drift(config_yaml: str, campaign: str, tuning: str, seeds_summary: dict,
                     nodes_summary: list, report_json: Output[Artifact], report_md: Output[Markdown],
                     report_html: Output[HTML], metrics: Output[Metrics]) -> str:
     """Compute drift by source and profile, write the reports, evaluate the tolerance gate.
@@ -13,7 +13,7 @@ def aggregate_drift(config_yaml: str, campaign: str, tuning: dict, seeds_summary
     Args:
         config_yaml: The experiment file's text.
         campaign: Campaign name (selects the runs).
-        tuning: Study summary from select_best.
+        tuning: Study summary from select_best (JSON text).
         seeds_summary: Counts from retrain_across_seeds.
         nodes_summary: Collected counts from retrain_across_nodes.
         report_json: The JSON report (schema driftlab.report/2, docs/report-schema.md).
@@ -22,7 +22,7 @@ def aggregate_drift(config_yaml: str, campaign: str, tuning: dict, seeds_summary
         metrics: Headline figures for the KFP run comparison view.
 
     Returns:
-        The gate status, PASS or FAIL.
+        The gate status: PASS, FAIL or INCOMPLETE.
     """
     import os
     import shutil

@@ -7,7 +7,7 @@ from components.images import CPU_IMAGE
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def select_best(config_yaml: str, campaign: str, trials_per_worker: list) -> NamedTuple(
-        "Best", best_params=dict, tuning=dict):
+        "Best", best_params=str, tuning=str):
     """Read the finished study: best parameters and the tuning-stability figures.
 
     Args:
@@ -16,15 +16,14 @@ def select_best(config_yaml: str, campaign: str, trials_per_worker: list) -> Nam
         trials_per_worker: Collected outputs of the tune workers (orders this task after them).
 
     Returns:
-        best_params: The best trial's parameters (fed to retraining).
-        tuning: Study summary: best value, trial counts, top-k spread.
+        best_params: The best trial's parameters as JSON text (a KFP dict would turn ints into
+            floats), with the kind of each; fed to retraining.
+        tuning: Study summary as JSON text: best value, trial counts, top-k spread, where the
+            parameters came from.
     """
     from collections import namedtuple
 
     from driftlab import stages
 
-    best = stages.select_best(config_yaml, campaign)
-    summary = stages.kfp_safe({k: v for k, v in best.items() if k != "trials"})
-    summary["trials_per_worker"] = trials_per_worker
-    print(f"[driftlab] best {best.get('best_value')}: {best['best_params']}", flush=True)
-    return namedtuple("Best", ["best_params", "tuning"])(best["best_params"], summary)
+    best_params, summary = stages.select_best_for_kfp(config_yaml, campaign, trials_per_worker)
+    return namedtuple("Best", ["best_params", "tuning"])(best_params, summary)

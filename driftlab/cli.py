@@ -12,7 +12,9 @@ from typing import Any
 
 from driftlab import cli_cluster, cli_report
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_GATE_FAIL = 0, 1, 2, 3
+# Exit statuses: 0 gate PASS, 1 the pipeline failed, 2 bad input, 3 gate FAIL, 4 gate INCOMPLETE
+# (a planned measurement did not happen), 130 interrupted. See driftlab.drift.gate.EXIT_CODES.
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def _console():
@@ -40,9 +42,12 @@ def _preflight(config) -> tuple[Any, int]:
     profiles = resolve_profiles(config, local=True)
     total = check_cap(config.seeds, len(profiles.runnable))
     if config.dataset.name in ("csv", "npz"):  # a user's file: read it now, not in the first pipeline task
-        from driftlab.datasets import make_split
+        from driftlab.datasets import infer_task, make_split
 
         make_split(config.dataset, config.seeds.split[0])
+        inference = infer_task(config.dataset)
+        if inference.inferred:  # say what was decided from the data, and how to change it
+            print(f"  task: {inference.task} (inferred: {inference.reason}; set dataset.task to override)")
     return profiles, total
 
 
@@ -79,6 +84,15 @@ def cmd_run(args) -> int:
     campaign = args.campaign or "default"
     store = Store(database_url(config.storage.url_env, home))
     console = _console()
+    from driftlab.campaigns import CampaignConflict, check_campaign, replace_campaign
+
+    try:
+        check_campaign(store, config, campaign)
+    except CampaignConflict:
+        if not args.replace:
+            raise
+        removed = replace_campaign(store, config, campaign)
+        console.print(f"[yellow]replaced[/] campaign {campaign}: {removed} run(s) of the old plan discarded")
     console.print(f"[bold]driftlab[/] {config.name} · campaign {campaign} · {total} runs planned on "
                   f"{len(profiles.runnable)} profile(s) · results in {safe_url(store.url)}")
     for p, why in profiles.skipped:
@@ -106,7 +120,9 @@ def cmd_run(args) -> int:
     print_summary(console, result)
     console.print(f"\nReport: [bold]{report_dir / 'report.html'}[/]\n        {report_dir / 'report.md'}\n"
                   f"        {report_dir / 'report.json'}", soft_wrap=True)
-    return EXIT_OK if result["gate"]["status"] == "PASS" else EXIT_GATE_FAIL
+    from driftlab.cli_report import gate_exit_code
+
+    return gate_exit_code(result["gate"]["status"])
 
 
 def print_summary(console, result: dict[str, Any]) -> None:
@@ -117,7 +133,9 @@ def print_summary(console, result: dict[str, Any]) -> None:
     for col in ("source", "metric SD", "disagreement", "identical weights"):
         table.add_column(col, justify="right" if col != "source" else "left")
     for name, s in result["sources"].items():
-        if not s.get("varied"):
+        if s.get("planned") and not s.get("varied"):
+            table.add_row(name, "[red]planned, not measured[/]", "", "")
+        elif not s.get("varied"):
             table.add_row(name, "not varied", "", "")
         else:
             table.add_row(name, _fmt(s["metric_sd"]), _fmt(s["disagreement"]), f"{s['identical_share']:.0%}")
@@ -163,7 +181,10 @@ def cmd_profiles(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from driftlab import __version__
+
     parser = argparse.ArgumentParser(prog="driftlab", description="Measure why Keras results do not reproduce.")
+    parser.add_argument("--version", action="version", version=f"driftlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the whole pipeline locally (kfp.local) and write the report")
     run.add_argument("config", help="experiment YAML, e.g. examples/quickstart.yaml")
@@ -171,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--home", help="folder for the local database, logs and reports (default: storage.local_dir)")
     run.add_argument("--jobs", type=int, help="worker processes per stage (default: CPU cores)")
     run.add_argument("--verbose", action="store_true", help="show every task's full log")
+    run.add_argument("--replace", action="store_true",
+                     help="discard the campaign's runs, reports and study if the experiment file changed since")
     run.set_defaults(func=cmd_run)
     val = sub.add_parser("validate", help="check an experiment file and show the plan; runs nothing")
     val.add_argument("config")
@@ -186,8 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from driftlab.campaigns import CampaignConflict
     from driftlab.config import ConfigError
     from driftlab.datasets import DatasetError
+    from driftlab.params import ParamsError
     from driftlab.profiles import ProfileError
     from driftlab.seedplan import PlanTooLarge
     from driftlab.store import StoreError
@@ -198,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ConfigError as exc:
         return _bad_input(str(exc))
-    except (ProfileError, PlanTooLarge, DatasetError, StoreError) as exc:
+    except (ProfileError, PlanTooLarge, DatasetError, StoreError, CampaignConflict, ParamsError) as exc:
         return _bad_input(str(exc))
 
 

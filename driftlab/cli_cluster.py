@@ -21,7 +21,7 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
 
 def _server_error(exc: Exception, host: str | None) -> int | None:
     """A KFP server that answered with an error, or could not be reached; None for anything else."""
-    host = host or os.environ.get("KFP_HOST")
+    host = host or os.environ.get("KFP_HOST") or os.environ.get("KF_PIPELINES_ENDPOINT")
     from kfp_server_api.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
@@ -96,7 +96,7 @@ def cmd_pools_discover(args) -> int:
 
 def _kfp_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="experiment YAML (its text becomes the run's config_yaml parameter)")
-    parser.add_argument("--host", help="KFP API address (default: $KFP_HOST)")
+    parser.add_argument("--host", help="KFP API address (default: $KFP_HOST, else $KF_PIPELINES_ENDPOINT)")
     parser.add_argument("--experiment", help="KFP experiment to file runs under (default: the experiment's name)")
     parser.add_argument("--namespace", help="KFP namespace for multi-user Kubeflow (default: $KFP_NAMESPACE)")
     parser.add_argument("--service-account", default="driftlab-pipeline",

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_GATE_FAIL = 0, 2, 3
+EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
 
 def _bad_input(message: str) -> int:
@@ -48,12 +48,19 @@ def _print_checks(gate: dict[str, Any]) -> None:
     for c in gate["checks"]:
         value = fmt.num(c.get("value")) if not isinstance(c.get("value"), int) else str(c["value"])
         note = f"  ({c['note']})" if c.get("note") else ""
-        print(f"{c['status']:<4}  {c['check']:<20} {str(c['where']):<20} {value:>10} {c.get('op', '<=')} "
+        print(f"{c['status']:<10}  {c['check']:<20} {str(c['where']):<20} {value:>10} {c.get('op', '<=')} "
               f"{c['budget']}{note}")
 
 
+def gate_exit_code(status: str) -> int:
+    """0 for PASS, 3 for FAIL, 4 for INCOMPLETE (see ``driftlab.drift.gate.EXIT_CODES``)."""
+    from driftlab.drift.gate import EXIT_CODES, INCOMPLETE
+
+    return EXIT_CODES.get(status, EXIT_CODES[INCOMPLETE])
+
+
 def cmd_gate(args: argparse.Namespace) -> int:
-    """Exit 0 when the gate passes, 3 when it fails, 2 on bad input."""
+    """Exit 0 when the gate passes, 3 when it fails, 4 when incomplete, 2 on bad input."""
     from driftlab.drift import evaluate_gate
 
     try:
@@ -71,12 +78,12 @@ def cmd_gate(args: argparse.Namespace) -> int:
         task = result.get("task") or (result.get("experiment") or {}).get("task") or config.task
         gate = evaluate_gate(config.tolerances, result, task=task)
         print(f"budgets from {args.config}")
-    if getattr(args, "json", False):
+    if args.format == "json":
         print(json.dumps(gate, indent=2, default=str))
     else:
         _print_checks(gate)
         print(f"gate: {gate['status']}")
-    return EXIT_OK if gate["status"] == "PASS" else EXIT_GATE_FAIL
+    return gate_exit_code(gate["status"])
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -146,7 +153,8 @@ def register(subparsers: Any) -> None:
     gate = subparsers.add_parser("gate", help="exit non-zero when a report's tolerance gate failed")
     gate.add_argument("report", help="report.json")
     gate.add_argument("--config", help="re-evaluate the stored statistics against this experiment file's tolerances")
-    gate.add_argument("--json", action="store_true", help="print the gate as JSON")
+    gate.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    gate.add_argument("--json", dest="format", action="store_const", const="json", help=argparse.SUPPRESS)
     gate.set_defaults(func=cmd_gate)
     report = subparsers.add_parser("report", help="show a report, or the history of drift across runs")
     sub = report.add_subparsers(dest="report_command", required=True)

@@ -4,11 +4,20 @@ The evaluation set is carved out once (``eval_seed``) and is the same for every
 run of an experiment, so predictions of different runs can be compared row by
 row. ``split_seed`` only reshuffles which of the remaining rows train and which
 validate: it is one of the sources of variation driftlab measures.
+
+Without ``dataset.task``, a csv/npz dataset's task is inferred from its target
+(``infer_task``): text labels are classes; numbers that are not all whole
+numbers are a regression target; whole numbers are class labels when there are
+at most ``MAX_INFERRED_CLASSES`` distinct values and each of them occurs in at
+least 2 rows, and a regression target otherwise.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,8 +45,14 @@ class Split:
     n_classes: int  # 0 for regression
 
     @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one row of x: ``(features,)``, or e.g. ``(8, 8, 1)`` for images."""
+        return tuple(int(d) for d in self.train.x.shape[1:])
+
+    @property
     def n_features(self) -> int:
-        return int(self.train.x.shape[1])
+        """The number of values in one row of x (the flattened size for images)."""
+        return int(np.prod(self.input_shape, dtype=np.int64))
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray]:
@@ -80,14 +95,23 @@ def _csv(cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray]:
         if len(row) != len(header):
             raise DatasetError(f"dataset.path: '{path}' line {lineno} has {len(row)} fields, header has {len(header)}")
         try:
-            values = [float(v) for v in row]
+            values = [float(v) for i, v in enumerate(row) if i != t]
         except ValueError:
-            bad = next(v for v in row if not _is_float(v))
-            raise DatasetError(f"dataset.path: '{path}' line {lineno} has a non-numeric value {bad!r}; "
-                               "encode categories as numbers first") from None
-        labels.append(values[t])
-        feats.append(values[:t] + values[t + 1:])
-    return np.asarray(feats, dtype=np.float32), np.asarray(labels)
+            col = next(i for i, v in enumerate(row) if i != t and not _is_float(v))
+            raise DatasetError(f"dataset.path: '{path}' line {lineno} has a non-numeric value {row[col]!r} in "
+                               f"feature column '{header[col]}'; encode categories as numbers first (only the "
+                               "target column may hold text labels)") from None
+        label = row[t].strip()
+        if not label:
+            raise DatasetError(f"dataset.target: '{path}' line {lineno} has no value in column '{cfg.target}'; "
+                               "drop rows without a target first")
+        labels.append(label)
+        feats.append(values)
+    try:
+        y = np.asarray([float(v) for v in labels])
+    except ValueError:
+        y = np.asarray(labels)  # text labels: classes (mapped to 0..K-1 in sorted order by make_split)
+    return np.asarray(feats, dtype=np.float32), y
 
 
 def _is_float(v: str) -> bool:
@@ -101,19 +125,45 @@ def _is_float(v: str) -> bool:
 def _npz(cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray]:
     path = Path(cfg.path or "")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if "x" not in data or "y" not in data:
-                raise DatasetError(f"dataset.path: '{path}' must hold arrays named 'x' and 'y'; "
-                                   f"found: {', '.join(data.files) or 'nothing'}")
-            x, y = data["x"], data["y"]
-    except (OSError, ValueError) as exc:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise DatasetError(f"dataset.path: cannot read '{path}' as .npz: {exc}") from None
-    if x.ndim != 2:
-        raise DatasetError(f"dataset.path: 'x' in '{path}' must be 2-D (rows, features); got shape {x.shape}")
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise DatasetError(f"dataset.path: '{path}' holds a single array, not an .npz archive; "
+                           "save it with np.savez(path, x=x, y=y)")
+    with data:
+        if "x" not in data or "y" not in data:
+            raise DatasetError(f"dataset.path: '{path}' must hold arrays named 'x' and 'y'; "
+                               f"found: {', '.join(data.files) or 'nothing'}")
+        x, y = _npz_array(data, "x", path), _npz_array(data, "y", path)
+    if x.dtype.kind not in "biuf":
+        raise DatasetError(f"dataset.path: array 'x' in '{path}' is not numeric (dtype {x.dtype}); features must "
+                           "be numbers: encode categories as numbers and save x as float32, "
+                           "e.g. np.savez(path, x=x.astype('float32'), y=y)")
+    if y.dtype.kind not in "biufUS":
+        raise DatasetError(f"dataset.path: array 'y' in '{path}' has dtype {y.dtype}; give numbers, or text "
+                           "labels for classes (e.g. y.astype(str))")
+    if x.ndim < 2 or 0 in x.shape[1:]:
+        raise DatasetError(f"dataset.path: 'x' in '{path}' must have one row per example, shape (rows, features) "
+                           f"or (rows, d1, d2, ...) for images; got shape {x.shape}")
     if y.ndim != 1 or len(y) != len(x):
         raise DatasetError(f"dataset.path: 'y' in '{path}' must be 1-D with one value per row of x; "
                            f"got shape {y.shape} for x of shape {x.shape}")
     return x.astype(np.float32), y
+
+
+def _npz_array(data, name: str, path: Path) -> np.ndarray:
+    try:
+        return data[name]
+    except ValueError as exc:  # object arrays: np.load refuses to unpickle them (allow_pickle=False)
+        if "pickle" not in str(exc) and "Object arrays" not in str(exc):
+            raise DatasetError(f"dataset.path: cannot read array '{name}' in '{path}': {exc}") from None
+        fix = ("save x as a numeric array, e.g. np.savez(path, x=x.astype('float32'), y=y)" if name == "x" else
+               "save y as numbers, or as text labels with y.astype(str)")
+        raise DatasetError(f"dataset.path: array '{name}' in '{path}' holds Python objects (dtype object), "
+                           f"which driftlab does not unpickle; {fix}") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DatasetError(f"dataset.path: cannot read array '{name}' in '{path}': {exc}") from None
 
 
 def load_arrays(cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -129,21 +179,157 @@ def load_arrays(cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def task_of(cfg: DatasetConfig) -> str:
+# -- the task: fixed for built-in datasets, set in dataset.task, or inferred from the target --
+
+MAX_INFERRED_CLASSES = 20  # whole-number targets with more distinct values read as continuous
+
+
+@dataclass(frozen=True)
+class TaskInference:
+    """The task of a dataset and why: ``inferred`` is true when the target decided it."""
+
+    task: str
+    reason: str  # e.g. "target 'y' has 214 distinct numeric values, more than 20 for class labels"
+    inferred: bool
+
+    def sentence(self) -> str:
+        if self.inferred:
+            return f"inferred {self.task}: {self.reason} (set dataset.task to override)"
+        return f"{self.task}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What the task rules look at in a target column."""
+
+    kind: str  # "text", "bool", "fraction" (some value not a whole number) or "whole"
+    n_distinct: int
+    n_single: int  # distinct values that occur in exactly one row
+    example: object  # a text label, or a value that is not a whole number
+
+
+def _target_facts(y: np.ndarray) -> _Target:
+    values, counts = np.unique(y, return_counts=True)
+    n_single = int(np.sum(counts == 1))
+    if y.dtype.kind in "US":
+        return _Target("text", len(values), n_single, values[0].item())
+    if y.dtype.kind == "b":
+        return _Target("bool", len(values), n_single, None)
+    fractional = values[values != np.round(values)]
+    if fractional.size:
+        return _Target("fraction", len(values), n_single, float(fractional[0]))
+    return _Target("whole", len(values), n_single, None)
+
+
+def _target_name(cfg: DatasetConfig) -> str:
+    return f"target '{cfg.target}'" if cfg.name == "csv" else "target array 'y'"
+
+
+def _decide(cfg: DatasetConfig, facts: _Target) -> TaskInference:
+    name = _target_name(cfg)
+    if facts.kind == "text":
+        return TaskInference("classification", f"{name} holds text labels ({facts.n_distinct} distinct, "
+                                               f"e.g. {facts.example!r})", True)
+    if facts.kind == "bool":
+        return TaskInference("classification", f"{name} is boolean", True)
+    if facts.kind == "fraction":
+        return TaskInference("regression", f"{name} has {facts.n_distinct} distinct numeric values, not all "
+                                           f"whole numbers (e.g. {facts.example:g})", True)
+    if facts.n_distinct > MAX_INFERRED_CLASSES:
+        return TaskInference("regression", f"{name} has {facts.n_distinct} distinct numeric values, more than "
+                                           f"{MAX_INFERRED_CLASSES} for class labels", True)
+    if facts.n_single:
+        return TaskInference("regression", f"{name} has {facts.n_distinct} distinct whole-number values, "
+                                           f"{facts.n_single} of them in a single row (class labels need 2+ rows "
+                                           "each)", True)
+    return TaskInference("classification", f"{name} has {facts.n_distinct} distinct whole-number values, "
+                                           f"each in 2+ rows: class labels", True)
+
+
+_INFERENCES: dict[tuple, TaskInference] = {}
+_INFERENCES_LOCK = threading.Lock()
+_MAX_INFERENCES = 64
+
+
+def _file_key(cfg: DatasetConfig) -> tuple | None:
+    """(name, path, mtime, size, target): a changed file is a new key. None when it cannot be stat'ed."""
+    try:
+        st = os.stat(cfg.path or "")
+    except (OSError, ValueError):
+        return None
+    return cfg.name, os.path.abspath(cfg.path or ""), st.st_mtime_ns, st.st_size, cfg.target
+
+
+def _infer(cfg: DatasetConfig, y: np.ndarray | None = None, key: tuple | None = None) -> TaskInference:
     if cfg.task:
-        return cfg.task
-    return "regression" if cfg.name == "synthetic-regression" else "classification"
+        return TaskInference(cfg.task, "set in dataset.task", False)
+    if cfg.name == "digits":
+        return TaskInference("classification", "built-in dataset 'digits'", False)
+    if cfg.name == "synthetic-regression":
+        return TaskInference("regression", "built-in dataset 'synthetic-regression'", False)
+    if key is None and y is None:
+        key = _file_key(cfg)  # before reading: a file changed meanwhile is only ever a cache miss
+    if key is not None:
+        with _INFERENCES_LOCK:
+            cached = _INFERENCES.get(key)
+        if cached is not None:
+            return cached
+    if y is None:
+        y = load_arrays(cfg)[1]
+    inference = _decide(cfg, _target_facts(y))
+    if key is not None:
+        with _INFERENCES_LOCK:
+            _INFERENCES[key] = inference
+            while len(_INFERENCES) > _MAX_INFERENCES:
+                _INFERENCES.pop(next(iter(_INFERENCES)))
+    return inference
+
+
+def infer_task(cfg: DatasetConfig) -> TaskInference:
+    """The dataset's task and the reason, reading a csv/npz target when dataset.task is not set.
+
+    Rule for csv/npz without ``dataset.task`` (on every row of the file):
+    text labels (or booleans) are classification; numbers that are not all
+    whole numbers are regression; whole numbers with at most
+    ``MAX_INFERRED_CLASSES`` distinct values, each in at least 2 rows, are
+    classification; other whole numbers are regression. Cached per
+    (path, mtime, size, target). Raises ``DatasetError`` for an unreadable file.
+    """
+    return _infer(cfg)
+
+
+def task_of(cfg: DatasetConfig) -> str:
+    return infer_task(cfg).task
+
+
+def _check_task(cfg: DatasetConfig, y: np.ndarray, task: str) -> None:
+    """Refuse a task set in dataset.task that the target cannot have."""
+    facts = _target_facts(y)
+    name = _target_name(cfg) if cfg.name in ("csv", "npz") else "the target"
+    if task == "regression" and facts.kind == "text":
+        raise DatasetError(f"dataset.task is regression, but {name} holds text labels (e.g. {facts.example!r}); "
+                           "set dataset.task: classification, or make the target numeric")
+    if task != "classification":
+        return
+    if facts.kind == "fraction":
+        raise DatasetError(f"dataset.task is classification, but {name} has {facts.n_distinct} distinct values, "
+                           f"not all whole numbers (e.g. {facts.example:g}): it looks continuous; "
+                           "set dataset.task: regression, or bin the target into classes")
+    if facts.kind == "whole" and facts.n_distinct > MAX_INFERRED_CLASSES and facts.n_single:
+        raise DatasetError(f"dataset.task is classification, but {name} has {facts.n_distinct} distinct values "
+                           f"(more than {MAX_INFERRED_CLASSES}), {facts.n_single} of them in a single row: it "
+                           "looks continuous; set dataset.task: regression, or bin the target into classes")
 
 
 def make_split(cfg: DatasetConfig, split_seed: int) -> Split:
+    key = _file_key(cfg) if cfg.name in ("csv", "npz") else None
     x, y = load_arrays(cfg)
-    task = task_of(cfg)
+    task = _infer(cfg, y, key).task
+    _check_task(cfg, y, task)
     n_classes = 0
     if task == "classification":
-        if not np.allclose(y, np.round(y)):
-            raise DatasetError("dataset.task: classification needs integer class labels; "
-                               "set task: regression for a continuous target")
-        classes, y = np.unique(y.astype(np.int64), return_inverse=True)
+        labels = y if y.dtype.kind in "US" else y.astype(np.int64)  # text labels: classes in sorted order
+        classes, y = np.unique(labels, return_inverse=True)
         n_classes = int(len(classes))
         if n_classes < 2:
             raise DatasetError("dataset: the target has a single class; classification needs at least 2")
@@ -168,10 +354,22 @@ def make_split(cfg: DatasetConfig, split_seed: int) -> Split:
                  Arrays(x[eval_idx], y[eval_idx]), task, n_classes)
 
 
+def flattened(split: Split) -> Split:
+    """The split with each row of x as ``n_features`` values: for builders that know no ``input_shape``."""
+    def flat(a: Arrays) -> Arrays:
+        return Arrays(a.x.reshape(len(a.x), -1), a.y)
+
+    return Split(flat(split.train), flat(split.val), flat(split.eval), split.task, split.n_classes)
+
+
 def data_fingerprint(cfg: DatasetConfig) -> str:
     """Digest of the raw arrays, so a changed data file changes every run key."""
     x, y = load_arrays(cfg)
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(x).tobytes())
     h.update(np.ascontiguousarray(y).tobytes())
+    if x.ndim > 2:  # (n, 8, 8, 1) and (n, 64) hold the same bytes; 2-D digests stay as they were
+        h.update(repr(x.shape).encode())
+    if y.dtype.kind in "US":
+        h.update(str(y.dtype).encode())
     return h.hexdigest()[:16]

@@ -140,7 +140,7 @@ class ExecutionSummary:
     skipped: int
     trained: int = 0
     failed: int = 0
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # each failed run's error text (failures.describe)
     seconds: float = 0.0
     workers: int = 0
 
@@ -272,7 +272,7 @@ def _record(store: Store, experiment_id: int, item: tuple[RunSpec, dict[str, Any
     store.save_runs(experiment_id, [item])
     if record.get("status") == "failed":
         summary.failed += 1
-        summary.errors.append(f"{spec.key}: {record.get('error')}")
+        summary.errors.append(str(record.get("error") or "unknown error"))  # grouped by first line: failures.group
     else:
         summary.trained += 1
     if progress is not None:

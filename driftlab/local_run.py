@@ -82,17 +82,100 @@ def run_pipeline(config_text: str, campaign: str, home: Path, *, verbose: bool =
     os.environ["DRIFTLAB_HOME"] = str(home)
     os.environ["DRIFTLAB_REPORT_DIR"] = str(report_dir)
     os.environ["DRIFTLAB_LOG_DIR"] = str(log_path.parent)
+    os.environ["DRIFTLAB_LOG_FILE"] = str(log_path)  # stages name it after their failures ("full log: ...")
     os.environ["DRIFTLAB_QUIET"] = "1"
     # Tasks run "python3 -m kfp.dsl.executor_main": make that this interpreter.
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(home / "kfp"),
                raise_on_error=True)
+    start = log_path.stat().st_size if log_path.exists() else 0  # this run's part of the log
     with captured_output(log_path, verbose=verbose):
         try:
             driftlab_pipeline(config_yaml=config_text, campaign=campaign)
         except Exception as exc:
-            raise PipelineFailed(str(ANSI.sub("", str(exc))).splitlines()[0], log_path, report_dir) from None
+            kfp_line = (ANSI.sub("", str(exc)).strip().splitlines() or [type(exc).__name__])[0]
+            sys.stdout.flush()
+            raise PipelineFailed(failure_message(kfp_line, _read_from(log_path, start)),
+                                 log_path, report_dir) from None
     return report_dir
+
+
+def _read_from(path: Path, offset: int) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+TASK_NAME = re.compile(r"Inner task failed: '([^']+)'|Task '([^']+)' finished with status FAILURE")
+EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*(?::.*)?)$")  # driftlab.store.StoreError: ...
+KFP_LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d+ - [A-Z]+ - ")  # kfp.local's own logging, not the task's
+MAX_REASON = 500
+
+
+def failing_task(kfp_message: str, log_text: str = "") -> str | None:
+    """The innermost failed task's name, from kfp's exception (else the log's last FAILURE line)."""
+    for text in (kfp_message, log_text):
+        found = [m.group(1) or m.group(2) for m in TASK_NAME.finditer(ANSI.sub("", text))]
+        if found:
+            return found[0] if text is kfp_message else found[-1]
+    return None
+
+
+def task_error(log_text: str, task: str | None = None) -> str | None:
+    """The one line that says why ``task`` failed, read from the captured log (see ``failure_message``).
+
+    In order: the last line of the task's last Python traceback (``StoreError: ...``, module path
+    dropped), else its last ``[driftlab] ... failed`` line, else the last line it printed
+    (a ``SystemExit`` message). The task's part of the log is the text after its last
+    ``Executing task '<task>'`` line; the whole text when that is not found.
+    """
+    text = ANSI.sub("", log_text)
+    if task:
+        marker = f"Executing task '{task}'"
+        at = text.rfind(marker)
+        if at >= 0:
+            text = text[at + len(marker):]
+            end = text.find(f"Task '{task}' finished with status")
+            text = text if end < 0 else text[:text.rfind("\n", 0, end) + 1]
+    lines = [line.rstrip() for line in text.splitlines()]
+    reason = None
+    headers = [i for i, line in enumerate(lines) if line.strip() == "Traceback (most recent call last):"]
+    if headers:
+        indent = len(lines[headers[-1]]) - len(lines[headers[-1]].lstrip())
+        for line in lines[headers[-1] + 1:]:
+            if line.strip() and len(line) - len(line.lstrip()) <= indent:
+                match = EXCEPTION_LINE.match(line.strip())
+                reason = match.group(1) if match else line.strip()
+                break
+    if reason is None:
+        tagged = [line for line in lines if "[driftlab]" in line and re.search(r"\bfailed\b|\berror\b", line)]
+        if tagged:
+            reason = tagged[-1].split("[driftlab]", 1)[1].strip()
+    if reason is None:
+        printed = [line.strip() for line in lines if line.strip() and not line.strip().startswith("[KFP Executor")
+                   and "[driftlab]" not in line and not KFP_LOG_LINE.match(line) and line.strip()[0] not in '{}[]"']
+        reason = printed[-1] if printed else None
+    if not reason:
+        return None
+    return reason if len(reason) <= MAX_REASON else reason[:MAX_REASON - 1] + "…"
+
+
+def failure_message(kfp_message: str, log_text: str) -> str:
+    """``task '<name>' failed: <why>`` (the task's own error from the log), else kfp's own line."""
+    task = failing_task(kfp_message, log_text)
+    reason = task_error(log_text, task)
+    if not reason:
+        return kfp_message
+    # cli prints this with rich: keep "[...]" in the reason from being read as markup.
+    try:
+        from rich.markup import escape
+    except ImportError:  # pragma: no cover - rich is a dependency of the CLI
+        def escape(text: str) -> str:
+            return text
+    return f"task '{task}' failed: {escape(reason)}" if task else f"{kfp_message}: {escape(reason)}"
 
 
 class PipelineFailed(RuntimeError):

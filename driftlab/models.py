@@ -1,15 +1,18 @@
 """Model builders: the built-in MLP, or a user's ``module:function``.
 
 A user builder is called as ``build(hparams, n_features=..., n_outputs=...,
-task=...)`` and returns a ``keras.Model``. If it is not compiled, driftlab
-compiles it with the optimizer and learning rate from the hyperparameters.
-Builders are imported only from the experiment file the user gave (see the
-README's trust boundary).
+task=...)`` and returns a ``keras.Model``; a builder whose signature has an
+``input_shape`` parameter (or ``**kwargs``) also gets ``input_shape``, the
+shape of one row of x (``(n_features,)``, or e.g. ``(8, 8, 1)`` for images).
+If it is not compiled, driftlab compiles it with the optimizer and learning
+rate from the hyperparameters. Builders are imported only from the experiment
+file the user gave (see the README's trust boundary).
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any, Callable
 
 MLP_DEFAULTS: dict[str, Any] = {
@@ -51,7 +54,8 @@ def _optimizer(name: str, learning_rate: float):
     return optimizers[name](learning_rate=float(learning_rate))
 
 
-def build_mlp(hparams: dict[str, Any], *, n_features: int, n_outputs: int, task: str):
+def build_mlp(hparams: dict[str, Any], *, n_features: int, n_outputs: int, task: str,
+              input_shape: tuple[int, ...] | None = None):
     import keras
 
     hp = {**MLP_DEFAULTS, **hparams}
@@ -61,7 +65,10 @@ def build_mlp(hparams: dict[str, Any], *, n_features: int, n_outputs: int, task:
                               f"it takes {sorted(MLP_DEFAULTS)}")
     units = hp["units"]
     widths = list(units) if isinstance(units, list) else [int(units)] * int(hp["layers"])
-    layers: list[Any] = [keras.Input((n_features,))]
+    if input_shape is not None and len(input_shape) > 1:  # images: the MLP sees them flattened
+        layers: list[Any] = [keras.Input(tuple(input_shape)), keras.layers.Flatten()]
+    else:
+        layers = [keras.Input((n_features,))]
     for width in widths:
         layers.append(keras.layers.Dense(int(width), activation=hp["activation"]))
         if float(hp["dropout"]) > 0:
@@ -73,19 +80,36 @@ def build_mlp(hparams: dict[str, Any], *, n_features: int, n_outputs: int, task:
     return keras.Sequential(layers)
 
 
-def build_model(builder: str, hparams: dict[str, Any], *, n_features: int, n_outputs: int, task: str):
-    """Build and compile the model for one run (weights drawn from the current init seed)."""
+def accepts_input_shape(func: Callable[..., Any]) -> bool:
+    """Whether a builder takes ``input_shape`` (a parameter of that name, or ``**kwargs``)."""
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a C function): pass only the classic arguments
+        return False
+    return any(p.kind is p.VAR_KEYWORD or (p.name == "input_shape" and p.kind is not p.VAR_POSITIONAL
+                                          and p.kind is not p.POSITIONAL_ONLY) for p in params)
+
+
+def build_model(builder: str, hparams: dict[str, Any], *, n_features: int, n_outputs: int, task: str,
+                input_shape: tuple[int, ...] | None = None):
+    """Build and compile the model for one run (weights drawn from the current init seed).
+
+    ``input_shape`` (default ``(n_features,)``) reaches a builder that accepts it.
+    """
     import keras
 
     hp = dict(hparams)
     func = resolve_builder(builder)
+    kwargs: dict[str, Any] = {"n_features": n_features, "n_outputs": n_outputs, "task": task}
+    if accepts_input_shape(func):
+        kwargs["input_shape"] = tuple(input_shape) if input_shape is not None else (n_features,)
     if builder != "mlp":
         try:
-            model = func(hp, n_features=n_features, n_outputs=n_outputs, task=task)
+            model = func(hp, **kwargs)
         except Exception as exc:  # user code: report, do not crash the worker
             raise ModelBuildError(f"model.builder: '{builder}' raised {type(exc).__name__}: {exc}") from exc
     else:
-        model = func(hp, n_features=n_features, n_outputs=n_outputs, task=task)
+        model = func(hp, **kwargs)
     if not isinstance(model, keras.Model):
         raise ModelBuildError(f"model.builder: '{builder}' returned {type(model).__name__}, not a keras.Model")
     if not getattr(model, "compiled", False):

@@ -29,6 +29,9 @@ class RunSpec:
     deterministic: bool
     profile: dict[str, Any]
     stage: str = field(default="seeds", compare=False)  # which stage asked for it; not part of the key
+    # The plan hash of the experiment that planned it (driftlab.config.plan_hash): stored with the
+    # run so a campaign never mixes two experiments; not part of the key.
+    plan: str = field(default="", compare=False)
 
     @property
     def profile_name(self) -> str:
@@ -37,6 +40,7 @@ class RunSpec:
     def canonical(self) -> str:
         body = asdict(self)
         body.pop("stage")
+        body.pop("plan")
         return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
 
     @property

@@ -96,6 +96,17 @@ def planned_total(plan: SeedPlanConfig, n_profiles: int) -> int:
     return count_points(plan) + max(0, n_profiles - 1) * count_points(plan, deterministic=_node_modes(plan))
 
 
+def planned_sources(plan: SeedPlanConfig, n_profiles: int) -> list[str]:
+    """The sources of variation this plan varies (in report order), whether or not its runs finish."""
+    varied = [name for name, seeds in (("init", plan.init), ("shuffle", plan.shuffle), ("split", plan.split))
+              if len(seeds) > 1]
+    if plan.repeats > 1 and False in plan.deterministic:
+        varied.append("nondeterminism")
+    if n_profiles > 1:
+        varied.append("hardware")
+    return varied
+
+
 def check_cap(plan: SeedPlanConfig, n_profiles: int) -> int:
     """The planned run count, or ``PlanTooLarge`` naming the count, the cap and the fixes.
 

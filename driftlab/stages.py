@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from driftlab.config import ExperimentConfig, canonical_json, config_hash, load_config_text
+from driftlab.config import ExperimentConfig, canonical_json, config_hash, load_config_text, plan_hash
 from driftlab.profiles import ResolvedProfiles, apply_env, profile_json, resolve_profiles
 from driftlab.runspec import RunSpec
 from driftlab.seedplan import SeedPoint, check_cap, node_points, seed_points
@@ -43,13 +43,20 @@ def prepare(config_text: str, campaign: str) -> dict[str, Any]:
     total = check_cap(config.seeds, len(profiles.runnable))
     store = _store(config)
     store.experiment_id(config.name)
-    study = tuning.create_study(config, campaign) if config.search_space else None
+    from driftlab.campaigns import check_campaign
+
+    check_campaign(store, config, campaign)  # a campaign measures one plan: refuse a changed file
+    if config.tuning.study:
+        # An existing study is read, never tuned: fail here, before any training, if it cannot be used.
+        study = tuning.load_existing(config)["study"]
+    else:
+        study = tuning.create_study(config, campaign) if config.search_space else None
     others = [p.name for p in profiles.runnable if p.name != profiles.reference.name]
     return {
         "study": study,
         # Never an empty list: kfp.local cannot collect the outputs of an empty ParallelFor.
         # Without a search space one worker runs and returns at once (no trial, no TensorFlow).
-        "workers": list(range(config.tuning.workers)) if config.search_space else [0],
+        "workers": list(range(config.tuning.workers)) if config.search_space and not config.tuning.study else [0],
         "reference": profiles.reference.name,
         "profiles": others,
         "skipped_profiles": [{"name": p.name, "reason": why} for p, why in profiles.skipped],
@@ -87,8 +94,11 @@ def node_tasks(config_text: str, best_params: dict[str, Any] | str) -> list[dict
     config = load(config_text)
     local = is_local()
     profiles = _profiles_for_plan(config, local=local)
-    params = hyperparameters(config, best_params)
-    tuned = {k: v for k, v in params.items() if k in config.search_space}
+    from driftlab import params
+
+    values, given = params.payload(best_params)
+    kinds = {**params.value_kinds(values), **given, **params.declared_kinds(config)}
+    tuned = params.encode(params.decode(config, best_params), {k: kinds[k] for k in values if k in kinds})  # JSON text: ints stay ints in a loop item
     n_runs = len(node_points(config.seeds))
     count = shard_count(n_runs, local=local)
     items = []
@@ -123,14 +133,14 @@ def _seed_spec(config: ExperimentConfig, campaign: str, hparams: dict[str, Any],
         data_digest=data_digest, builder=config.model.builder, hparams=hparams,
         epochs=config.model.epochs, batch_size=config.model.batch_size, init_seed=point.init_seed,
         shuffle_seed=point.shuffle_seed, split_seed=point.split_seed, repeat=point.repeat,
-        deterministic=point.deterministic, profile=profile, stage=stage)
+        deterministic=point.deterministic, profile=profile, stage=stage, plan=plan_hash(config))
 
 
 def hyperparameters(config: ExperimentConfig, best_params: dict[str, Any] | str) -> dict[str, Any]:
-    # kfp.local hands a dict from outside a ParallelFor to a task inside it as JSON text.
-    if isinstance(best_params, str):
-        best_params = json.loads(best_params) if best_params.strip() else {}
-    return {**config.model.hyperparameters, **best_params}
+    """Fixed plus tuned hyperparameters, typed as declared (see ``driftlab.params``)."""
+    from driftlab import params
+
+    return params.hyperparameters(config, best_params)
 
 
 def tune(config_text: str, campaign: str, worker_index: int) -> int:
@@ -147,8 +157,8 @@ def tune(config_text: str, campaign: str, worker_index: int) -> int:
     from driftlab import datasets, tuning
 
     config = load(config_text)
-    if not config.search_space:
-        return 0  # nothing to tune: the placeholder worker of prepare()
+    if not config.search_space or config.tuning.study:
+        return 0  # nothing to tune (or an existing study): the placeholder worker of prepare()
     profiles = resolve_profiles(config, local=is_local())
     apply_env(profiles.reference)  # before TensorFlow is imported, in this process
     from driftlab import training
@@ -181,9 +191,32 @@ def select_best(config_text: str, campaign: str) -> dict[str, Any]:
     from driftlab import tuning
 
     config = load(config_text)
+    if config.tuning.study:
+        return tuning.load_existing(config)  # source: {"kind": "existing-study", ...}
     if not config.search_space:
-        return {"best_params": {}, "best_value": None, "study": None, "trials": []}
-    return tuning.best(config, campaign)
+        return {"best_params": {}, "best_value": None, "study": None, "trials": [], "source": {"kind": "none"}}
+    return tuning.best(config, campaign)  # source: {"kind": "driftlab", ...}
+
+
+def select_best_for_kfp(config_text: str, campaign: str, trials_per_worker: list | None = None
+                        ) -> tuple[str, str]:
+    """``select_best`` as the select_best component hands it on: two JSON texts (best_params, tuning).
+
+    JSON text, not KFP dicts: a dict output is a protobuf Struct, which turns every int into a
+    float (``units: 27.0``, ``trial 1.0``). The best parameters carry the kind of each value
+    (declared in ``search_space``, else the type the study gave), so every later task can type them.
+    """
+    from driftlab import params
+
+    config = load(config_text)
+    best = select_best(config_text, campaign)
+    values = dict(best.get("best_params") or {})
+    kinds = {**params.value_kinds(values), **params.declared_kinds(config)}
+    summary = kfp_safe({k: v for k, v in best.items() if k != "trials"})
+    summary["trials_per_worker"] = [int(n) for n in (trials_per_worker or [])]
+    if best.get("best_value") is not None:
+        print(f"[driftlab] best {best.get('best_value')} (trial {best.get('best_trial')}): {values}", flush=True)
+    return params.encode(values, {k: kinds[k] for k in values if k in kinds}), dumps(summary)
 
 
 def _profiles_for_plan(config: ExperimentConfig, *, local: bool) -> ResolvedProfiles:
@@ -236,9 +269,24 @@ def _execute(config: ExperimentConfig, specs: list[RunSpec], profile, *, jobs: i
               "Run the same stage again to train the rest.", file=sys.stderr, flush=True)
         raise
     if summary.failed:
-        print(f"[driftlab] {summary.failed} run(s) failed on {profile.name}:", file=sys.stderr)
-        for line in summary.errors[:10]:
-            print(f"  {line}", file=sys.stderr)
+        # One block per distinct failure (first line + the user's frames), every line tagged so
+        # the local terminal shows it (local_run.SHOWN); a KFP task log shows the same text.
+        from driftlab import failures
+
+        groups = failures.group(summary.errors)
+        for head, count, example in groups[:5]:
+            print(f"[driftlab] {title}: {count} run(s) failed: {head}", file=sys.stderr)
+            for line in example.splitlines()[1:]:
+                print(f"[driftlab]   {line.strip()}", file=sys.stderr)
+        if len(groups) > 5:
+            print(f"[driftlab] {title}: {sum(c for _, c, _ in groups[5:])} more failed run(s) with "
+                  f"{len(groups) - 5} other error(s)", file=sys.stderr)
+        log_dir = os.environ.get("DRIFTLAB_LOG_DIR")
+        if log_dir:  # set by `driftlab run` (local_run), with the pipeline's own log file
+            print(f"[driftlab] full log: {os.environ.get('DRIFTLAB_LOG_FILE') or log_dir}", file=sys.stderr)
+            print(f"[driftlab] full tracebacks: {os.path.join(log_dir, f'worker-{profile.name}-{os.getpid()}-*.log')}",
+                  file=sys.stderr)
+        sys.stderr.flush()
     return {"profile": profile.name, "planned": summary.planned, "skipped": summary.skipped,
             "trained": summary.trained, "failed": summary.failed, "seconds": round(summary.seconds, 2),
             "workers": summary.workers}
@@ -347,26 +395,52 @@ def retrain_node(config_text: str, campaign: str, best_params: dict[str, Any], p
                     label="retrain across nodes", plan_line=plan_line)
 
 
-def aggregate(config_text: str, campaign: str, out_dir: str, tuning_summary: dict[str, Any] | None = None
+def aggregate(config_text: str, campaign: str, out_dir: str, tuning_summary: dict[str, Any] | str | None = None
               ) -> dict[str, Any]:
     """Read the campaign's run records, compute drift, write the reports, gate."""
     from driftlab import report
     from driftlab.drift import analyze, headline_metrics
 
     config = load(config_text)
-    profiles: ResolvedProfiles = resolve_profiles(config, local=is_local())
+    profiles: ResolvedProfiles = _profiles_for_plan(config, local=is_local())
     store = _store(config)
-    records = store.load_runs(config.name, campaign)
-    result = analyze(records, config, reference=profiles.reference.name)
+    records = store.load_runs(config.name, campaign, plan=plan_hash(config))  # this plan's runs only
+    result = analyze(records, config, reference=profiles.reference.name, profiles=profiles.names())
     result["experiment"] = {"name": config.name, "campaign": campaign, "config_hash": config_hash(config),
                             "task": config.task, "metric": config.metric,
                             "skipped_profiles": [{"name": p.name, "reason": why} for p, why in profiles.skipped]}
+    tuning_summary = typed_tuning_summary(tuning_summary)
     if tuning_summary:
         result["tuning"] = {k: v for k, v in tuning_summary.items() if k != "trials"}
     paths = report.write_all(result, out_dir)
     store.save_report(config.name, campaign, result["gate"]["status"], result)
     return {"paths": paths, "gate": result["gate"]["status"], "summary": result["summary"],
             "metrics": headline_metrics(result)}
+
+
+#: Whole-number fields of a tuning summary (a KFP dict may have turned them into floats).
+TUNING_COUNTS = ("best_trial", "n_complete", "n_pruned", "n_failed", "n_unfinished", "budget", "k")
+
+
+def typed_tuning_summary(summary: dict[str, Any] | str | None) -> dict[str, Any] | None:
+    """The select_best summary as it arrived (JSON text, or a dict), with its counts as ints."""
+    if isinstance(summary, str):
+        summary = json.loads(summary) if summary.strip() else None
+    if not summary:
+        return None
+
+    def fix(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: (int(v) if k in TUNING_COUNTS and isinstance(v, float) and v.is_integer() else fix(v))
+                    for k, v in node.items()}
+        if isinstance(node, list):
+            return [fix(v) for v in node]
+        return node
+
+    out = fix(summary)
+    if "trials_per_worker" in out:
+        out["trials_per_worker"] = [int(n) for n in out["trials_per_worker"]]
+    return out
 
 
 def config_record(config_text: str) -> tuple[str, str, str]:

@@ -32,7 +32,7 @@ from sqlalchemy.engine import Engine
 
 from driftlab import codec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: driftlab_runs.plan_hash (added to version-1 tables in place)
 FINAL_STATUSES = ("ok", "diverged")
 DB_RETRY_ENV = "DRIFTLAB_DB_RETRY_S"
 DEFAULT_DB_RETRY_S = 120.0
@@ -97,6 +97,8 @@ runs = sa.Table(
     sa.Column("weights_kind", sa.String(16)),
     sa.Column("n_params", sa.BigInteger),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # driftlab.config.plan_hash of the experiment that planned the run (NULL: recorded before version 2).
+    sa.Column("plan_hash", sa.String(32)),
     sa.Index("ix_driftlab_runs_exp_campaign", "experiment_id", "campaign"),
 )
 
@@ -203,6 +205,8 @@ class Store:
             # Creates what is missing (a fresh database, or tables someone dropped); keeps what is there.
             self._create_missing_tables()
             with self.engine.begin() as conn:
+                self._migrate(conn, sa.inspect(conn))
+            with self.engine.begin() as conn:
                 self._check_columns(sa.inspect(conn))
                 self._upsert_meta(conn, "schema_version", str(SCHEMA_VERSION))
         except sa.exc.OperationalError as exc:
@@ -224,6 +228,12 @@ class Store:
                 if attempt == SCHEMA_ATTEMPTS - 1:
                     raise
                 time.sleep(0.2 * (attempt + 1))
+
+    def _migrate(self, conn, inspector) -> None:
+        """Bring version-1 tables to this schema: add the nullable columns added since."""
+        present = {c["name"] for c in inspector.get_columns(runs.name)}
+        if "plan_hash" not in present and "spec_json" in present:  # a driftlab table, from before plans
+            conn.execute(sa.text("ALTER TABLE driftlab_runs ADD COLUMN plan_hash VARCHAR(32)"))
 
     def _check_columns(self, inspector) -> None:
         """Refuse tables named like driftlab's that another program (or version) made with other columns."""
@@ -363,15 +373,19 @@ class Store:
             "eval_labels": codec.pack(record.get("eval_labels")),
             "weights": codec.pack(record.get("weights")), "weights_kind": record.get("weights_kind"),
             "n_params": record.get("n_params"), "created_at": _now(),
+            "plan_hash": getattr(spec, "plan", "") or None,
         }
 
     def load_runs(self, experiment: str, campaign: str | None = None, *,
-                  with_arrays: bool = True) -> list[dict[str, Any]]:
+                  with_arrays: bool = True, plan: str | None = None) -> list[dict[str, Any]]:
+        """The runs of an experiment (one campaign; one plan's runs only, given ``plan``)."""
         cols = [c for c in runs.c if with_arrays or c.name not in ("predictions", "eval_labels", "weights")]
         query = (sa.select(*cols).join(experiments, experiments.c.id == runs.c.experiment_id)
                  .where(experiments.c.name == experiment).order_by(runs.c.key))
         if campaign is not None:
             query = query.where(runs.c.campaign == campaign)
+        if plan is not None:
+            query = query.where(runs.c.plan_hash == plan)
         with self.engine.connect() as conn:
             return [self._decode(dict(r._mapping)) for r in conn.execute(query)]
 
@@ -384,6 +398,42 @@ class Store:
             if name in row:
                 row[name] = codec.unpack(row[name])
         return row
+
+    # -- campaigns ------------------------------------------------------------
+    def campaign_plans(self, experiment: str, campaign: str) -> dict[str | None, int]:
+        """How many runs each plan hash has under a campaign (None: runs recorded before plans)."""
+        query = (sa.select(runs.c.plan_hash, sa.func.count()).join(experiments, experiments.c.id == runs.c.experiment_id)
+                 .where(experiments.c.name == experiment, runs.c.campaign == campaign).group_by(runs.c.plan_hash))
+
+        def attempt() -> dict[str | None, int]:
+            with self.engine.connect() as conn:
+                return {h: int(n) for h, n in conn.execute(query)}
+
+        return self._retrying("reading the campaign's plans", attempt)
+
+    def campaign_configs(self, experiment: str, campaign: str) -> list[dict[str, Any]]:
+        """The canonical configs that executions of a campaign ran with, newest first."""
+        query = (sa.select(executions.c.config_json).join(experiments, experiments.c.id == executions.c.experiment_id)
+                 .where(experiments.c.name == experiment, executions.c.campaign == campaign)
+                 .order_by(executions.c.id.desc()))
+
+        def attempt() -> list[dict[str, Any]]:
+            with self.engine.connect() as conn:
+                return [json.loads(text) for text in conn.execute(query).scalars()]
+
+        return self._retrying("reading the campaign's executions", attempt)
+
+    def delete_campaign(self, experiment: str, campaign: str) -> int:
+        """Remove a campaign's runs and reports (executions stay, as the audit trail); returns runs removed."""
+        exp = sa.select(experiments.c.id).where(experiments.c.name == experiment).scalar_subquery()
+
+        def attempt() -> int:
+            with self.engine.begin() as conn:
+                removed = conn.execute(runs.delete().where(runs.c.experiment_id == exp, runs.c.campaign == campaign))
+                conn.execute(reports.delete().where(reports.c.experiment_id == exp, reports.c.campaign == campaign))
+                return int(removed.rowcount or 0)
+
+        return self._retrying("removing the campaign", attempt)
 
     def count_runs(self, experiment: str | None = None) -> int:
         query = sa.select(sa.func.count()).select_from(runs)

@@ -25,7 +25,7 @@ import numpy as np
 
 from driftlab import codec, datasets
 from driftlab.config import DatasetConfig
-from driftlab.models import build_model
+from driftlab.models import accepts_input_shape, build_model, resolve_builder
 from driftlab.runspec import RunSpec
 
 SHUFFLE_STREAM = 0x5EED5  # separates the shuffle generator from any other use of the same seed
@@ -227,11 +227,14 @@ def train(spec: RunSpec, *, epoch_callback=None) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     split = load_split(spec)
+    if len(split.input_shape) > 1 and not accepts_input_shape(resolve_builder(spec.builder)):
+        split = datasets.flattened(split)  # images, to a builder that knows only n_features: rows of values
     _clear_session()
     _set_determinism(spec.deterministic)
     keras.utils.set_random_seed(spec.init_seed)
     n_out = split.n_classes if split.task == "classification" else 1
-    model = build_model(spec.builder, spec.hparams, n_features=split.n_features, n_outputs=n_out, task=split.task)
+    model = build_model(spec.builder, spec.hparams, n_features=split.n_features, n_outputs=n_out, task=split.task,
+                        input_shape=split.input_shape)
     init_digest = codec.weights_digest(model.get_weights())
     model, reused = _trainer_for(spec, split, model)
     t_built = time.perf_counter()

@@ -91,7 +91,7 @@ def _configure_tensorflow() -> str | None:
 
 def serve(stdin: TextIO, channel: TextIO) -> None:
     """Answer ready (or refused), then one record per spec line until stdin closes."""
-    from driftlab import fingerprint, training
+    from driftlab import failures, fingerprint, training
     from driftlab.runspec import RunSpec
 
     refused = _configure_tensorflow()  # imports TensorFlow here, after the profile's knobs
@@ -107,8 +107,11 @@ def serve(stdin: TextIO, channel: TextIO) -> None:
         try:
             record = encode_record(training.train(spec))
         except Exception as exc:  # a run that raises is recorded as failed; the worker goes on
-            record = {"key": spec.key, "status": "failed",
-                      "error": f"{type(exc).__name__}: {exc}",
+            # The error names the user's exception and frames (failures.describe); the full
+            # traceback goes to this worker's log (stderr), never to the terminal.
+            full = traceback.format_exc()
+            print(f"run {spec.key} failed:\n{full}", file=sys.stderr, flush=True)
+            record = {"key": spec.key, "status": "failed", "error": failures.describe(exc),
                       "traceback": traceback.format_exc(limit=8)}
         record["fingerprint"] = fp
         channel.write(json.dumps(record) + "\n")

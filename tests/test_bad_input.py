@@ -412,7 +412,7 @@ def test_missing_data_file_is_refused_before_the_pipeline(sandbox, request):
 
 @pytest.mark.parametrize("content, needle", [
     ("a,b\n" + "1,2\n" * 30, "dataset.target"),
-    ("a,label\n" + "1,x\n" * 30, "non-numeric value"),
+    ("a,label\n" + "x,1\n" * 30, "non-numeric value"),  # a text feature; a text target is class labels
     ("a,label\n" + "inf,1\n" * 30, "NaN or infinite"),
     ("", "no data rows"),
 ])

@@ -61,7 +61,7 @@ def test_npz(tmp_path):
 
 @pytest.mark.parametrize("text, needle", [
     ("a,b\n" + "1,2\n" * 30, "column 'label' is not in"),
-    ("a,label\n" + "1,x\n" * 30, "non-numeric value 'x'"),
+    ("a,label\n" + "x,1\n" * 30, "non-numeric value 'x' in feature column 'a'"),  # text: only the target
     ("a,label\n" + "nan,1\n" * 30, "NaN or infinite"),
     ("a,label\n", "no data rows"),
     ("a,label\n1,2,3\n", "has 3 fields, header has 2"),
@@ -78,7 +78,7 @@ def test_bad_npz(tmp_path):
     with pytest.raises(DatasetError, match="arrays named 'x' and 'y'"):
         make_split(DatasetConfig(name="npz", path=str(path)), 0)
     np.savez(path, x=np.zeros(30), y=np.zeros(30))
-    with pytest.raises(DatasetError, match="must be 2-D"):
+    with pytest.raises(DatasetError, match="one row per example"):
         make_split(DatasetConfig(name="npz", path=str(path)), 0)
 
 

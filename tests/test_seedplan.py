@@ -125,7 +125,8 @@ def test_node_tasks_items_carry_placement_and_shards(tiny_config_text, monkeypat
     monkeypatch.delenv("DRIFTLAB_WHERE", raising=False)
     local = stages.node_tasks(tiny_config_text, {"learning_rate": 0.004})
     assert [(t["profile"], t["shard_index"], t["shard_count"], t["runs"]) for t in local] == [("cpu-sse41", 0, 1, 4)]
-    assert local[0]["best_params"] == {"learning_rate": 0.004}
+    item = json.loads(local[0]["best_params"])  # JSON text: a KFP dict would turn ints into floats
+    assert item == {"values": {"learning_rate": 0.004}, "kinds": {"learning_rate": "float"}}
     assert {"node_selector", "tolerations", "accelerator_type", "accelerator_count", "kind"} <= set(local[0])
     assert None not in local[0].values(), "kfp.local refuses None in loop items"
     monkeypatch.setenv("DRIFTLAB_WHERE", "cluster")

@@ -26,6 +26,8 @@ PIPELINE_NAME = "driftlab"
 SERVICE_ACCOUNT = "driftlab-pipeline"  # manifests/base/rbac.yaml
 DB_URL_ENV = "DRIFTLAB_DB_URL"  # the key of Secret driftlab-db the pipeline maps to this variable
 HOST_ENV = "KFP_HOST"
+#: The variable the kfp SDK itself reads for the API address; used when KFP_HOST is unset.
+SDK_HOST_ENV = "KF_PIPELINES_ENDPOINT"
 NAMESPACE_ENV = "KFP_NAMESPACE"
 TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
 DEFAULT_TOKEN_PATH = "/var/run/secrets/kubeflow/pipelines/token"
@@ -54,7 +56,7 @@ class Submitted:
 
 
 def resolve_host(host: str | None) -> str:
-    """The KFP API address from ``--host`` or ``KFP_HOST``.
+    """The KFP API address from ``--host``, ``KFP_HOST`` or ``KF_PIPELINES_ENDPOINT`` (the kfp SDK's).
 
     Args:
         host: The ``--host`` value, if given.
@@ -65,9 +67,9 @@ def resolve_host(host: str | None) -> str:
     Raises:
         SubmitError: Neither is set.
     """
-    value = (host or os.environ.get(HOST_ENV, "")).strip()
+    value = (host or os.environ.get(HOST_ENV, "").strip() or os.environ.get(SDK_HOST_ENV, "")).strip()
     if not value:
-        raise SubmitError(f"--host: no KFP API address given; pass --host URL or set {HOST_ENV} (e.g. "
+        raise SubmitError(f"--host: no KFP API address given; pass --host URL or set {HOST_ENV} or {SDK_HOST_ENV} (e.g. "
                           "http://localhost:8080 after `kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8080:80`)")
     if not value.startswith(("http://", "https://")):
         raise SubmitError(f"--host: '{value}' has no scheme; write http://{value} or https://{value}")

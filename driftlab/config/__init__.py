@@ -10,6 +10,8 @@ from driftlab.config.loader import (
     load_config,
     load_config_text,
     parse_config,
+    plan_changes,
+    plan_hash,
 )
 from driftlab.config.schema import (
     CategoricalParam,
@@ -30,5 +32,5 @@ __all__ = [
     "CategoricalParam", "ConfigError", "DatasetConfig", "ExperimentConfig", "FloatParam",
     "GateConfig", "IntParam", "ModelConfig", "Problem", "ProfileConfig", "ProfilesConfig",
     "SeedPlanConfig", "StorageConfig", "TuningConfig", "canonical_json", "config_hash",
-    "load_config", "load_config_text", "parse_config",
+    "load_config", "load_config_text", "parse_config", "plan_changes", "plan_hash",
 ]

@@ -160,3 +160,40 @@ def canonical_json(config: ExperimentConfig) -> str:
 
 def config_hash(config: ExperimentConfig) -> str:
     return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:16]
+
+
+#: Sections that do not change what is measured: budgets are re-evaluated (``driftlab gate --config``),
+#: a description is prose. Everything else plans the runs.
+NOT_PLAN = ("description", "tolerances")
+
+
+def plan_body(canonical: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a canonical config (``model_dump(mode="json")``) that decide which runs are made."""
+    return {k: v for k, v in canonical.items() if k not in NOT_PLAN}
+
+
+def plan_hash(config: ExperimentConfig | dict[str, Any]) -> str:
+    """The hash of the experiment's plan: runs under one campaign all carry the same one."""
+    body = plan_body(config if isinstance(config, dict) else config.model_dump(mode="json"))
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict) and node:
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: node}
+
+
+def plan_changes(old: dict[str, Any], new: dict[str, Any], *, limit: int = 6) -> list[str]:
+    """What differs between two canonical configs' plans, as ``field: old → new`` lines."""
+    a, b = _flatten(plan_body(old)), _flatten(plan_body(new))
+    lines = []
+    for key in sorted(set(a) | set(b)):
+        if a.get(key, _MISSING) != b.get(key, _MISSING):
+            before = _short(a[key]) if key in a else "(not set)"
+            after = _short(b[key]) if key in b else "(not set)"
+            lines.append(f"{key}: {before} → {after}")
+    return lines[:limit] + ([f"... and {len(lines) - limit} more"] if len(lines) > limit else [])

@@ -112,8 +112,18 @@ class CategoricalParam(Strict):
 Param = Annotated[Union[IntParam, FloatParam, CategoricalParam], Field(discriminator="type")]
 
 
+ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
+
+
 class TuningConfig(Strict):
-    """Optuna: one study, ``trials`` in total across ``workers``."""
+    """Optuna: one study, ``trials`` in total across ``workers``.
+
+    Or start from a study you already ran: ``study`` names it and
+    ``storage_env`` names the environment variable holding its storage (an
+    RDB URL such as ``postgresql://...`` or ``sqlite:///...``, or a journal
+    file: a path, or ``journal:///path``). driftlab then reads that study
+    (never writes it), retrains its best trial and does not tune.
+    """
 
     trials: Annotated[int, Field(ge=1, le=100_000)] = 20
     workers: Annotated[int, Field(ge=1, le=256)] = 2
@@ -124,6 +134,30 @@ class TuningConfig(Strict):
     heartbeat_seconds: Annotated[int, Field(ge=1, le=3600)] = 10
     max_retry: Annotated[int, Field(ge=0, le=100)] = 2
     top_k: Annotated[int, Field(ge=1, le=1000)] = 5
+    study: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+    storage_env: str | None = None
+
+    @field_validator("storage_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(ENV_NAME_PATTERN, v):
+            hint = (" (it looks like the storage itself: never write it in the file, put it in an "
+                    "environment variable and name that here)" if "://" in v or "/" in v or "@" in v else "")
+            raise ValueError("must be the NAME of an environment variable holding your Optuna storage "
+                             f"(capital letters, digits and '_', e.g. OPTUNA_STORAGE){hint}")
+        return v
+
+    @model_validator(mode="after")
+    def _existing_study(self) -> "TuningConfig":
+        if self.study is not None and self.storage_env is None:
+            raise ValueError("tuning.storage_env is required with tuning.study: name the environment variable "
+                             "that holds the study's Optuna storage, e.g. storage_env: OPTUNA_STORAGE, and set "
+                             "OPTUNA_STORAGE=postgresql://user:password@host/db (or sqlite:///optuna.db, or a "
+                             "journal file path)")
+        if self.storage_env is not None and self.study is None:
+            raise ValueError("tuning.study is required with tuning.storage_env: name the existing Optuna study "
+                             "to start from (`optuna studies --storage ...` lists them), or remove storage_env")
+        return self
 
 
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
@@ -234,6 +268,8 @@ class GateConfig(Strict):
     max_metric_sd: Annotated[float, Field(ge=0)] | None = None
     min_identical_share: Annotated[float, Field(ge=0, le=1)] | None = None
     max_prediction_diff: Annotated[float, Field(ge=0)] | None = None
+    # Share of planned runs that may fail (or never be recorded) before the gate is INCOMPLETE.
+    max_failed_share: Annotated[float, Field(ge=0, le=1)] | None = None
     max_delta_by_metric: dict[Literal["accuracy", "rmse", "mae"], Annotated[float, Field(ge=0)]] = Field(
         default_factory=dict)
     per_profile: dict[str, "GateConfig"] = Field(default_factory=dict)
@@ -273,12 +309,19 @@ class ExperimentConfig(Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "ExperimentConfig":
+        if self.tuning.study is not None and self.search_space:
+            raise ValueError("search_space and tuning.study exclude each other: with tuning.study driftlab "
+                             "retrains the best trial of that existing study and does not tune; remove "
+                             "search_space (or remove tuning.study and tuning.storage_env to tune with driftlab)")
         if self.tuning.sampler == "grid":
             if any(not isinstance(p, CategoricalParam) and not _discrete(p) for p in self.search_space.values()):
                 raise ValueError("sampler 'grid' needs every search_space parameter to be categorical, "
                                  "int, or float with a step")
-        if self.tuning.sampler == "cmaes" and any(isinstance(p, CategoricalParam) for p in self.search_space.values()):
-            pass  # Optuna falls back to independent sampling for categoricals; allowed.
+        if "tuning" in self.model_fields_set and not self.search_space and not getattr(self.tuning, "study", None):
+            raise ValueError("tuning: is set, but search_space is empty, so there is nothing to tune; add "
+                             "search_space parameters, set tuning.study (with tuning.storage_env) to start from "
+                             "an existing Optuna study, or remove the tuning section to retrain "
+                             "model.hyperparameters as they are")
         unknown = set(self.tolerances.per_profile) - {p.name for p in self.profiles.pools}
         if unknown and not self.profiles.auto:
             raise ValueError(f"tolerances.per_profile names unknown profiles: {', '.join(sorted(unknown))}")
@@ -286,9 +329,12 @@ class ExperimentConfig(Strict):
 
     @property
     def task(self) -> str:
+        """dataset.task, else fixed by a built-in dataset, else inferred from a csv/npz target (reads it once)."""
         if self.dataset.task:
             return self.dataset.task
-        return "regression" if self.dataset.name == "synthetic-regression" else "classification"
+        from driftlab.datasets import task_of  # lazily: driftlab.datasets imports driftlab.config
+
+        return task_of(self.dataset)
 
     @property
     def direction(self) -> str:

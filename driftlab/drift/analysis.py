@@ -33,13 +33,52 @@ def _curves(runs: Sequence[Run], *, reference: str, mode: bool) -> dict[str, lis
     return out
 
 
-def analyze(records: Iterable[dict[str, Any]], config: Any, *, reference: str) -> dict[str, Any]:
+def plan_of(config: Any, profiles: Sequence[str]) -> dict[str, Any]:
+    """What the experiment asked for: planned runs per profile and the sources it varies."""
+    from driftlab.seedplan import count_points, node_points, planned_sources, planned_total
+
+    n_nodes = len(node_points(config.seeds))
+    return {"runs": planned_total(config.seeds, len(profiles)), "profiles": list(profiles),
+            "by_profile": {p: (count_points(config.seeds) if i == 0 else n_nodes) for i, p in enumerate(profiles)},
+            "sources_varied": planned_sources(config.seeds, len(profiles))}
+
+
+def failures(records: Sequence[dict[str, Any]], *, limit: int = 10) -> list[dict[str, Any]]:
+    """Failed runs grouped by distinct error (its first line), most frequent first."""
+    groups: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if r.get("status") != "failed":
+            continue
+        text = str(r.get("error") or "unknown error (no message recorded)")
+        first = text.strip().splitlines()[0] if text.strip() else text
+        g = groups.setdefault(first, {"error": first, "count": 0, "detail": text, "profiles": set()})
+        g["count"] += 1
+        g["profiles"].add(str(r.get("profile")))
+    ranked = sorted(groups.values(), key=lambda g: (-g["count"], g["error"]))[:limit]
+    return [{**g, "profiles": sorted(g["profiles"])} for g in ranked]
+
+
+def _mark_planned(sources: dict[str, Any], plan: dict[str, Any] | None) -> None:
+    """A source the plan varies but whose runs gave no comparison says so (never "not varied")."""
+    for name in (plan or {}).get("sources_varied", []):
+        s = sources.get(name)
+        if s is not None and not s.get("varied"):
+            s["planned"] = True
+            s["note"] = (f"planned, but too few of its runs finished to compare "
+                         f"({'no second profile finished' if name == 'hardware' else 'its runs failed'})")
+
+
+def analyze(records: Iterable[dict[str, Any]], config: Any, *, reference: str,
+            profiles: Sequence[str] | None = None) -> dict[str, Any]:
     """Drift statistics of one campaign's run records.
 
     Args:
         records: Run records (``Store.load_runs`` dicts, arrays included).
         config: The ``ExperimentConfig`` (task, metric, tolerances).
         reference: Name of the reference profile.
+        profiles: The profiles the plan runs on, reference first; with them the
+            report holds the plan and the gate can tell a measurement that did
+            not happen (INCOMPLETE) from one that passed.
 
     Returns:
         The report body; schema ``driftlab.report/2`` (docs/report-schema.md).
@@ -53,6 +92,8 @@ def analyze(records: Iterable[dict[str, Any]], config: Any, *, reference: str) -
     status = Counter(r.get("status") for r in records)
     common = dict(reference=reference, mode=mode, metric=metric, task=task)
     sources = {s: source_stats(runs, s, metric_names=metric_names, **common) for s in SOURCES}
+    plan = plan_of(config, [reference] + [p for p in profiles if p != reference]) if profiles else None
+    _mark_planned(sources, plan)
     seed = seed_noise(runs, sources, reference=reference, mode=mode, metric=metric)
     hardware = profile_stats(runs, metric_names=metric_names, seed=seed, **common)
     profiles = [reference] + sorted({r.profile for r in runs} - {reference})
@@ -63,7 +104,10 @@ def analyze(records: Iterable[dict[str, Any]], config: Any, *, reference: str) -
         "task": task,
         "counts": {"runs": len(records), "ok": status.get("ok", 0), "failed": status.get("failed", 0),
                    "diverged": status.get("diverged", 0), "reference_runs": len(ref),
-                   "by_profile": dict(sorted(Counter(r.profile for r in runs).items()))},
+                   "by_profile": dict(sorted(Counter(r.profile for r in runs).items())),
+                   **({"planned": plan["runs"]} if plan else {})},
+        "plan": plan,
+        "failures": failures(records),
         "reference": reference,
         "comparison_mode": "deterministic" if mode else "nondeterministic",
         "metric": {"name": metric, "all": metric_names, "mean": mean_metric, "n_eval": n_eval,

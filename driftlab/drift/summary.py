@@ -33,6 +33,10 @@ def _source_line(result: dict[str, Any]) -> str | None:
     metric = result["metric"]["name"]
     sds = {s: v for s, v in result["sources"].items() if v.get("varied") and v.get("metric_sd") is not None}
     if not sds:
+        planned = (result.get("plan") or {}).get("sources_varied") or []
+        if planned:
+            return (f"No planned comparison could be made: too few runs of {', '.join(planned)} finished "
+                    "(see the failures above).")
         return "No source of variation was varied in this plan: nothing to compare."
     top = max(sds, key=lambda s: sds[s]["metric_sd"])
     s = sds[top]
@@ -83,12 +87,38 @@ def _determinism_line(result: dict[str, Any]) -> str | None:
     return None
 
 
+def _failure_line(result: dict[str, Any]) -> str | None:
+    """How many planned runs did not finish, by distinct error: the report's first line when any failed."""
+    counts = result["counts"]
+    planned = counts.get("planned") or counts["runs"]
+    failed = int(counts.get("failed", 0))
+    missing = max(0, int(planned) - int(counts["runs"]))
+    if not failed and not missing:
+        return None
+    line = f"{failed} of {planned} {'planned ' if counts.get('planned') else ''}runs failed"
+    groups = result.get("failures") or []
+    if groups:
+        line += ": " + "; ".join(f"{g['count']}× {g['error']}" for g in groups[:3])
+        if len(groups) > 3:
+            line += f"; and {len(groups) - 3} other error(s)"
+    if missing:
+        line += f"; {missing} planned run(s) were never recorded"
+    return line + ". Failed runs are left out of every statistic."
+
+
 def _gate_line(gate: dict[str, Any]) -> str:
-    if not gate.get("checks"):
-        return "Tolerance gate: PASS (no budgets configured in tolerances)."
-    failed = [c for c in gate["checks"] if c["status"] == "FAIL"]
+    checks = gate.get("checks") or []
+    incomplete = [c for c in checks if c["status"] == "INCOMPLETE"]
+    failed = [c for c in checks if c["status"] == "FAIL"]
+    if incomplete and not failed:
+        what = ", ".join(f"{c['check']} on {c['where']}" for c in incomplete[:4])
+        return (f"Tolerance gate: INCOMPLETE — a planned measurement did not happen ({what}); "
+                "nothing is claimed for what was not measured.")
+    budgets = [c for c in checks if c.get("budget_from") != "plan"]
+    if not failed and not budgets:
+        return "Tolerance gate: PASS (no budgets configured in tolerances; every planned measurement was made)."
     if not failed:
-        return f"Tolerance gate: PASS ({len(gate['checks'])} checks within budget)."
+        return f"Tolerance gate: PASS ({len(budgets)} checks within budget)."
     first = failed[0]
     value = first["value"] if isinstance(first["value"], int) else _fmt(first["value"])
     return (f"Tolerance gate: FAIL ({len(failed)} of {len(gate['checks'])} checks), e.g. {first['check']} on "
@@ -98,6 +128,9 @@ def _gate_line(gate: dict[str, Any]) -> str:
 def summarize(result: dict[str, Any]) -> list[str]:
     """A handful of sentences a person reads before any table."""
     lines: list[str] = []
+    failure = _failure_line(result)
+    if failure:
+        lines.append(failure)
     if not result["counts"].get("reference_runs"):
         lines.append(f"No finished runs on the reference profile {result['reference']}: nothing to compare.")
     for line in (_share_line(result), _source_line(result)):
@@ -108,9 +141,9 @@ def summarize(result: dict[str, Any]) -> list[str]:
     det = _determinism_line(result)
     if det:
         lines.append(det)
-    bad = result["counts"]["failed"] + result["counts"]["diverged"]
-    if bad:
-        lines.append(f"{bad} of {result['counts']['runs']} runs did not finish (failed or diverged) "
+    diverged = result["counts"]["diverged"]
+    if diverged:
+        lines.append(f"{diverged} of {result['counts']['runs']} runs diverged (loss became NaN or inf) "
                      "and are left out of every statistic.")
     lines.append(_gate_line(result["gate"]))
     return lines

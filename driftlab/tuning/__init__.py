@@ -7,17 +7,23 @@ On a cluster the storage is the PostgreSQL database in ``DRIFTLAB_DB_URL``
 with heartbeats, stale-trial retry and retried connections; locally it is
 Optuna's journal file. Modules: ``storage`` (where), ``budget`` (the slot
 scheme and why), ``search`` (space, samplers, pruners), ``study``
-(lifecycle, workers), ``results`` (what retraining gets), ``bench``.
+(lifecycle, workers), ``results`` (what retraining gets), ``existing``
+(start from a study you already ran: read it, never write it), ``commands``
+(storage forms, and the commands that open a study in Optuna's own tools),
+``bench``.
 """
 
 from __future__ import annotations
 
 from driftlab.tuning.budget import COUNTED_STATES, Counts, counts, effective_budget
+from driftlab.tuning.commands import StorageRef, parse_storage, study_commands
+from driftlab.tuning.existing import ExistingStudyError, load_existing
 from driftlab.tuning.results import best, stability
 from driftlab.tuning.search import grid_space, make_pruner, make_sampler, suggest
 from driftlab.tuning.storage import NoFreeSlot, storage_for
 from driftlab.tuning.study import TuningError, create_study, load_study, run_worker, study_name
 
-__all__ = ["COUNTED_STATES", "Counts", "NoFreeSlot", "TuningError", "best", "counts", "create_study",
-           "effective_budget", "grid_space", "load_study", "make_pruner", "make_sampler", "run_worker",
-           "stability", "storage_for", "study_name", "suggest"]
+__all__ = ["COUNTED_STATES", "Counts", "ExistingStudyError", "NoFreeSlot", "StorageRef", "TuningError", "best",
+           "counts", "create_study", "effective_budget", "grid_space", "load_existing", "load_study",
+           "make_pruner", "make_sampler", "parse_storage", "run_worker", "stability", "storage_for",
+           "study_commands", "study_name", "suggest"]
