@@ -364,6 +364,7 @@ def flattened(split: Split) -> Split:
 
 def data_fingerprint(cfg: DatasetConfig) -> str:
     """Digest of the raw arrays, so a changed data file changes every run key."""
+    key = _file_key(cfg) if cfg.name in ("csv", "npz") else None
     x, y = load_arrays(cfg)
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(x).tobytes())
@@ -372,4 +373,8 @@ def data_fingerprint(cfg: DatasetConfig) -> str:
         h.update(repr(x.shape).encode())
     if y.dtype.kind in "US":
         h.update(str(y.dtype).encode())
+    if cfg.name in ("csv", "npz") and not cfg.task and _infer(cfg, y, key).task == "regression":
+        # Before inference such a file was trained as classification: new keys, so a campaign
+        # never resumes from those records. Files still read as classification keep their keys.
+        h.update(b"task:regression")
     return h.hexdigest()[:16]

@@ -83,6 +83,7 @@ def run_pipeline(config_text: str, campaign: str, home: Path, *, verbose: bool =
     os.environ["DRIFTLAB_REPORT_DIR"] = str(report_dir)
     os.environ["DRIFTLAB_LOG_DIR"] = str(log_path.parent)
     os.environ["DRIFTLAB_LOG_FILE"] = str(log_path)  # stages name it after their failures ("full log: ...")
+    os.environ["DRIFTLAB_DB_WAIT_AT_OPEN"] = "1"  # the database was reachable at start: tasks wait out outages
     os.environ["DRIFTLAB_QUIET"] = "1"
     # Tasks run "python3 -m kfp.dsl.executor_main": make that this interpreter.
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")

@@ -407,6 +407,7 @@ def aggregate(config_text: str, campaign: str, out_dir: str, tuning_summary: dic
     records = store.load_runs(config.name, campaign, plan=plan_hash(config))  # this plan's runs only
     result = analyze(records, config, reference=profiles.reference.name, profiles=profiles.names())
     result["experiment"] = {"name": config.name, "campaign": campaign, "config_hash": config_hash(config),
+                            "plan_hash": plan_hash(config),
                             "task": config.task, "metric": config.metric,
                             "skipped_profiles": [{"name": p.name, "reason": why} for p, why in profiles.skipped]}
     tuning_summary = typed_tuning_summary(tuning_summary)

@@ -10,10 +10,11 @@ two stages, two workers or two pipeline runs can never record a run twice.
 A failed attempt may be replaced by a later successful one.
 
 A database that drops its connections or is unreachable for a while (a
-restart, a failover, a network blip) is waited for: recording runs and
-checking which are done retry with backoff for ``DRIFTLAB_DB_RETRY_S``
-seconds (120 by default) before giving up with a clear ``StoreError``. The
-writes are idempotent, so a retried transaction never records a run twice.
+restart, a failover, a network blip) is waited for: every call that reads or
+writes (runs, experiments, executions, reports; opening the schema inside a
+pipeline task) retries with backoff for ``DRIFTLAB_DB_RETRY_S`` seconds (120
+by default) before giving up with a clear one-line ``StoreError``. Run writes
+are idempotent, so a retried transaction never records a run twice.
 """
 
 from __future__ import annotations
@@ -180,7 +181,7 @@ class Store:
             raise StoreError(f"the results database URL {safe_url(url)} cannot be used ({reason}); set it like "
                              "postgresql+psycopg2://USER:PASSWORD@HOST:5432/DATABASE, or unset it for the "
                              "local SQLite default") from None
-        self._ensure_schema()
+        self._open_schema()
 
     @classmethod
     def from_config(cls, config) -> "Store":
@@ -190,6 +191,25 @@ class Store:
         return f"Store({safe_url(self.url)})"
 
     # -- schema ---------------------------------------------------------------
+    _waiting_at_open = False
+
+    def _open_schema(self) -> None:
+        """Check and create the schema; inside a pipeline task, wait out an outage like every other call.
+
+        A task of ``driftlab run`` (``DRIFTLAB_DB_WAIT_AT_OPEN=1``, set by ``local_run``) or of a cluster
+        run (``DRIFTLAB_WHERE=cluster``) opens a database that was reachable when the run started, so a
+        refused connection is an outage. Anywhere else (``driftlab run`` itself, ``report history``) it is
+        most likely a wrong URL: refused at once.
+        """
+        if not (os.environ.get("DRIFTLAB_DB_WAIT_AT_OPEN") == "1" or os.environ.get("DRIFTLAB_WHERE") == "cluster"):
+            self._ensure_schema()
+            return
+        self._waiting_at_open = True
+        try:
+            self._retrying("opening the results database", self._ensure_schema)
+        finally:
+            self._waiting_at_open = False
+
     def _ensure_schema(self) -> None:
         try:
             with self.engine.begin() as conn:
@@ -210,6 +230,8 @@ class Store:
                 self._check_columns(sa.inspect(conn))
                 self._upsert_meta(conn, "schema_version", str(SCHEMA_VERSION))
         except sa.exc.OperationalError as exc:
+            if self._waiting_at_open and self._transient(exc):
+                raise  # _open_schema waits for the database
             raise StoreError(f"cannot open the results database {safe_url(self.url)}: "
                              f"{_first_line(exc.orig)}") from None
         except sa.exc.DatabaseError as exc:
@@ -295,24 +317,34 @@ class Store:
 
     # -- experiments and executions ------------------------------------------
     def experiment_id(self, name: str) -> int:
-        with self.engine.begin() as conn:
-            conn.execute(self._insert(experiments).values(name=name, created_at=_now())
-                         .on_conflict_do_nothing(index_elements=["name"]))
-            return int(conn.execute(sa.select(experiments.c.id).where(experiments.c.name == name)).scalar_one())
+        def attempt() -> int:
+            with self.engine.begin() as conn:
+                conn.execute(self._insert(experiments).values(name=name, created_at=_now())
+                             .on_conflict_do_nothing(index_elements=["name"]))
+                return int(conn.execute(sa.select(experiments.c.id).where(experiments.c.name == name)).scalar_one())
+
+        return self._retrying("recording the experiment", attempt)
 
     def start_execution(self, name: str, campaign: str, config_hash: str, config_json: str,
                         where: str = "local") -> int:
         exp = self.experiment_id(name)
-        with self.engine.begin() as conn:
-            result = conn.execute(executions.insert().values(
-                experiment_id=exp, campaign=campaign, config_hash=config_hash, config_json=config_json,
-                started_at=_now(), status="running", where=where))
-            return int(result.inserted_primary_key[0])
+
+        def attempt() -> int:
+            with self.engine.begin() as conn:
+                result = conn.execute(executions.insert().values(
+                    experiment_id=exp, campaign=campaign, config_hash=config_hash, config_json=config_json,
+                    started_at=_now(), status="running", where=where))
+                return int(result.inserted_primary_key[0])
+
+        return self._retrying("recording the execution", attempt)
 
     def finish_execution(self, execution_id: int, status: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(executions.update().where(executions.c.id == execution_id)
-                         .values(status=status, finished_at=_now()))
+        def attempt() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(executions.update().where(executions.c.id == execution_id)
+                             .values(status=status, finished_at=_now()))
+
+        self._retrying("recording the execution's outcome", attempt)
 
     # -- runs -----------------------------------------------------------------
     def done_keys(self, keys: Iterable[str]) -> set[str]:
@@ -386,8 +418,12 @@ class Store:
             query = query.where(runs.c.campaign == campaign)
         if plan is not None:
             query = query.where(runs.c.plan_hash == plan)
-        with self.engine.connect() as conn:
-            return [self._decode(dict(r._mapping)) for r in conn.execute(query)]
+
+        def attempt() -> list[dict[str, Any]]:
+            with self.engine.connect() as conn:
+                return [self._decode(dict(r._mapping)) for r in conn.execute(query)]
+
+        return self._retrying("loading runs", attempt)
 
     @staticmethod
     def _decode(row: dict[str, Any]) -> dict[str, Any]:
@@ -440,28 +476,40 @@ class Store:
         if experiment is not None:
             query = query.join(experiments, experiments.c.id == runs.c.experiment_id).where(
                 experiments.c.name == experiment)
-        with self.engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
+
+        def attempt() -> int:
+            with self.engine.connect() as conn:
+                return int(conn.execute(query).scalar_one())
+
+        return self._retrying("counting runs", attempt)
 
     # -- reports --------------------------------------------------------------
     def save_report(self, experiment: str, campaign: str, gate: str, report: dict[str, Any]) -> int:
         exp = self.experiment_id(experiment)
-        with self.engine.begin() as conn:
-            result = conn.execute(reports.insert().values(
-                experiment_id=exp, campaign=campaign, created_at=_now(), gate=gate,
-                report_json=json.dumps(report, default=float)))
-            return int(result.inserted_primary_key[0])
+        report_json = json.dumps(report, default=float)
+
+        def attempt() -> int:
+            with self.engine.begin() as conn:
+                result = conn.execute(reports.insert().values(
+                    experiment_id=exp, campaign=campaign, created_at=_now(), gate=gate, report_json=report_json))
+                return int(result.inserted_primary_key[0])
+
+        return self._retrying("saving the report", attempt)
 
     def iter_reports(self, experiment: str | None = None) -> Iterator[dict[str, Any]]:
         query = (sa.select(reports, experiments.c.name.label("experiment"))
                  .join(experiments, experiments.c.id == reports.c.experiment_id).order_by(reports.c.created_at))
         if experiment is not None:
             query = query.where(experiments.c.name == experiment)
-        with self.engine.connect() as conn:
-            for r in conn.execute(query):
-                row = dict(r._mapping)
+
+        def attempt() -> list[dict[str, Any]]:  # read whole inside the retry: an outage never cuts it halfway
+            with self.engine.connect() as conn:
+                rows = [dict(r._mapping) for r in conn.execute(query)]
+            for row in rows:
                 row["report"] = json.loads(row.pop("report_json"))
-                yield row
+            return rows
+
+        return iter(self._retrying("reading reports", attempt))
 
 
 def _schema_version(value: str, url: str) -> int:

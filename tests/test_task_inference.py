@@ -89,9 +89,6 @@ def test_text_labels_are_classes(tmp_path):
     rng = np.random.default_rng(0)
     names = ["setosa", "versicolor", "virginica"]
     y = [names[i % 3] for i in range(60)]
-    cfg = DatasetConfig(name="csv", path=_write_csv(tmp_path / "t.csv", rng.normal(size=(60, 2)), y),
-                        target="species")
-    # the header names the target "y" in _write_csv; write one naming it "species"
     cfg = DatasetConfig(name="csv", path=_write_csv(tmp_path / "t.csv", rng.normal(size=(60, 2)), y,
                                                     target="species"), target="species")
     inference = infer_task(cfg)
@@ -148,6 +145,22 @@ def test_inference_is_cached_per_file_version(tmp_path, monkeypatch):
     _write_csv(path, x, [f"{v:.3f}" for v in x[:, 0]])  # a new version (other size, other mtime)
     os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 10**9))
     assert infer_task(cfg).task == "regression" and len(reads) == 2
+
+
+def test_fingerprints_change_only_for_files_that_were_trained_as_the_wrong_task(tmp_path):
+    import hashlib
+
+    def plain(cfg):  # the digest before task inference
+        x, y = datasets.load_arrays(cfg)
+        return hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()[:16]
+
+    rng = np.random.default_rng(0)
+    classes = DatasetConfig(name="csv", target="y", path=_write_csv(tmp_path / "c.csv", rng.normal(size=(40, 2)),
+                                                                    [i % 2 for i in range(40)]))
+    assert datasets.data_fingerprint(classes) == plain(classes), "run keys of classification files are kept"
+    continuous = DatasetConfig(name="csv", path=_diabetes_csv(tmp_path), target="y")
+    assert datasets.data_fingerprint(continuous) != plain(continuous), \
+        "records trained as classification before inference are not resumed as regression runs"
 
 
 def test_validate_prints_the_inferred_task(tmp_path):
@@ -297,7 +310,8 @@ def test_training_on_npz_images(tmp_path, monkeypatch):
         assert cnn["predictions"].shape == (60, 10)
         assert cnn["n_params"] == 3 * 3 * 4 + 4 + 6 * 6 * 4 * 10 + 10
         classic = worker.run(dataclasses.replace(base, builder="image_builders:classic"))
-        assert classic["status"] == "ok", classic.get("error")  # images reach a classic builder flattened? no:
+        assert classic["status"] == "ok", classic.get("error")  # a builder without input_shape sees rows of 64
+        assert classic["n_params"] == 64 * 10 + 10
         mlp = [worker.run(dataclasses.replace(base, builder="mlp", hparams={"units": 8})) for _ in range(2)]
         assert all(r["status"] == "ok" for r in mlp), [r.get("error") for r in mlp]
         assert mlp[0]["n_params"] == 64 * 8 + 8 + 8 * 10 + 10  # the built-in MLP flattens the images

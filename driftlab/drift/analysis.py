@@ -96,6 +96,8 @@ def analyze(records: Iterable[dict[str, Any]], config: Any, *, reference: str,
     _mark_planned(sources, plan)
     seed = seed_noise(runs, sources, reference=reference, mode=mode, metric=metric)
     hardware = profile_stats(runs, metric_names=metric_names, seed=seed, **common)
+    for prof in (plan or {}).get("profiles", [])[1:]:  # a planned profile none of whose runs finished
+        hardware.setdefault(prof, {"compared": 0, "note": "planned, but none of its runs finished"})
     profiles = [reference] + sorted({r.profile for r in runs} - {reference})
     n_eval = ref[0].n_eval if ref else 0
     mean_metric = float(np.mean([r.metrics[metric] for r in ref if metric in r.metrics])) if ref else None

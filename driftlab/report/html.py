@@ -7,18 +7,19 @@ forbids scripts is the second line of defence.
 
 from __future__ import annotations
 
-import json
 from html import escape
 from typing import Any
 
 from driftlab.report import fmt, svg
+from driftlab.report.tuning import tuning_view
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1000px;margin:24px auto;padding:0 16px;color:#222;line-height:1.45}
 h1{font-size:1.5em;margin-bottom:4px} h2{font-size:1.2em;margin-top:32px;border-bottom:1px solid #ddd}
 .meta{color:#555} .badge{display:inline-block;padding:2px 10px;border-radius:4px;color:#fff;font-weight:600}
-.PASS{background:#2ca02c} .FAIL{background:#d62728} .NA{background:#888}
+.PASS{background:#2ca02c} .FAIL{background:#d62728} .NA{background:#888} .INCOMPLETE{background:#e08a00}
+pre.error{background:#fff4f4;border-left:4px solid #d62728;padding:6px 10px;white-space:pre-wrap;font-size:.85em}
 table{border-collapse:collapse;margin:8px 0;font-size:.9em} th,td{border:1px solid #ddd;padding:3px 8px;text-align:right}
 th{background:#f6f6f6} td:first-child,th:first-child{text-align:left}
 .summary{background:#f7f9fc;border-left:4px solid #1f77b4;padding:8px 16px}
@@ -151,6 +152,16 @@ def _gate(result: dict[str, Any]) -> str:
     return "<h2>Tolerance gate</h2>" + _table(["check", "where", "value", "budget", "from", "status"], rows)
 
 
+def _failures(result: dict[str, Any]) -> str:
+    groups = result.get("failures") or []
+    if not groups:
+        return ""
+    items = "".join(f"<li>{g['count']} run(s) on {_e(', '.join(g.get('profiles') or []))}:"
+                    f'<pre class="error">{_e(g.get("detail") or g["error"])}</pre></li>' for g in groups)
+    return ("<h2>Failed runs</h2><p>Each distinct error once, with the last frames of your own code. "
+            "Failed runs are left out of every statistic.</p><ul>" + items + "</ul>")
+
+
 def _versions(result: dict[str, Any]) -> str:
     vers = result.get("versions") or {}
     if not vers:
@@ -162,12 +173,25 @@ def _versions(result: dict[str, Any]) -> str:
 
 
 def _tuning(result: dict[str, Any]) -> str:
-    tuning = result.get("tuning") or {}
-    if tuning.get("best_params") is None:
+    """The Tuning section: what was tuned, where the parameters came from, how to open the study."""
+    view = tuning_view(result.get("tuning"))
+    if view is None:
         return ""
-    return (f"<h2>Tuning</h2><p>Best value {_e(fmt.num(tuning.get('best_value')))} (trial "
-            f"{_e(tuning.get('best_trial'))}); parameters <code>{_e(json.dumps(tuning['best_params'], sort_keys=True))}"
-            "</code></p>")
+    parts = [f"<h2>Tuning</h2><p>{_e(view.sentence)}</p>"]
+    if not view.tuned:
+        return parts[0]
+    if view.source:
+        parts.append(f"<p>{_e(view.source)}</p>")
+    if view.params:
+        parts.append(_table(["parameter", "best value"], [[_e(k), _e(v)] for k, v in view.params]))
+    if view.top:
+        parts.append(f"<p>{_e(view.top_title)}:</p>")
+        parts.append(_table(["rank", "trial", "value", "parameters"], [[_e(c) for c in row] for row in view.top]))
+    if view.commands:
+        note = f" ({_e(view.commands_note)})" if view.commands_note else ""
+        parts.append(f"<p>Open the study in Optuna's own tools{note}:</p>"
+                     f"<pre><code>{_e(chr(10).join(view.commands))}</code></pre>")
+    return "".join(parts)
 
 
 def to_html(result: dict[str, Any]) -> str:
@@ -187,7 +211,7 @@ def to_html(result: dict[str, Any]) -> str:
     summary = '<div class="summary"><ul>' + "".join(f"<li>{_e(s)}</li>" for s in result["summary"]) + "</ul></div>"
     skipped = "".join(f"<li>Skipped profile {_e(s['name'])}: {_e(s['reason'])}</li>"
                       for s in exp.get("skipped_profiles", []))
-    body = [f"<h1>{_e(title)}</h1>", meta, summary, f"<ul>{skipped}</ul>" if skipped else "",
+    body = [f"<h1>{_e(title)}</h1>", meta, summary, f"<ul>{skipped}</ul>" if skipped else "", _failures(result),
             _sources(result), _variance(result), _hardware(result), _curves(result), _determinism(result),
             _gate(result), _versions(result), _tuning(result),
             f'<p class="note">Schema {_e(result.get("schema"))}; the JSON report has every number shown here.</p>']

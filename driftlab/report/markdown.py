@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from driftlab.report import fmt
+from driftlab.report.tuning import tuning_view
 
 
 def _md(text: Any) -> str:
@@ -73,6 +73,19 @@ def _determinism(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _failures(result: dict[str, Any]) -> list[str]:
+    groups = result.get("failures") or []
+    if not groups:
+        return []
+    lines = ["## Failed runs", "", "Each distinct error once, with the last frames of your own code. "
+             "Failed runs are left out of every statistic.", ""]
+    for g in groups:
+        lines += [f"- {g['count']} run(s) on {_md(', '.join(g.get('profiles') or []))}:", "",
+                  "  ```", *(f"  {line}" for line in str(g.get("detail") or g["error"]).replace("```", "'''").splitlines()),
+                  "  ```"]
+    return lines + [""]
+
+
 def to_markdown(result: dict[str, Any]) -> str:
     """The report as Markdown (user strings escaped)."""
     exp = result.get("experiment", {})
@@ -81,7 +94,7 @@ def to_markdown(result: dict[str, Any]) -> str:
     lines += ["", f"**Gate: {result['gate']['status']}** · reference profile `{_md(result['reference'])}` · "
               f"{result['counts']['ok']} runs ok, {result['counts']['failed']} failed, "
               f"{result['counts']['diverged']} diverged", ""]
-    lines += _sources(result) + _hardware(result)
+    lines += _failures(result) + _sources(result) + _hardware(result)
     for skipped in exp.get("skipped_profiles", []):
         lines.append(f"- Skipped `{_md(skipped['name'])}`: {_md(skipped['reason'])}")
     lines += _determinism(result)
@@ -90,10 +103,39 @@ def to_markdown(result: dict[str, Any]) -> str:
         for c in result["gate"]["checks"]:
             lines.append(f"| {_md(c['check'])} | {_md(c['where'])} | {fmt.num(c['value'])} | "
                          f"{_md(c['op'])} {fmt.num(c['budget'])} | {c['status']} |")
-    tuning = result.get("tuning")
-    if tuning and tuning.get("best_params") is not None:
-        lines += ["", "## Tuning", "",
-                  f"- Best value {fmt.num(tuning.get('best_value'))} (trial {tuning.get('best_trial')}), "
-                  f"{tuning.get('n_complete')} complete, {tuning.get('n_pruned')} pruned, {tuning.get('n_failed')} failed.",
-                  f"- Best parameters: `{_md(json.dumps(tuning.get('best_params'), sort_keys=True))}`"]
+    lines += _tuning(result)
     return "\n".join(lines) + "\n"
+
+
+def _fence(text: str) -> str:
+    """A code fence longer than any run of backticks in ``text`` (so the block cannot be closed early)."""
+    longest, run = 0, 0
+    for ch in text:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    return "`" * max(3, longest + 1)
+
+
+def _tuning(result: dict[str, Any]) -> list[str]:
+    """The Tuning section: what was tuned, where the parameters came from, how to open the study."""
+    view = tuning_view(result.get("tuning"))
+    if view is None:
+        return []
+    lines = ["", "## Tuning", "", _md(view.sentence)]
+    if not view.tuned:
+        return lines
+    if view.source:
+        lines += ["", _md(view.source)]
+    if view.params:
+        lines += ["", "| parameter | best value |", "|---|---|"]
+        lines += [f"| {_md(k)} | {_md(v)} |" for k, v in view.params]
+    if view.top:
+        lines += ["", f"{_md(view.top_title)}:", "", "| rank | trial | value | parameters |", "|---|---|---|---|"]
+        lines += [f"| {rank} | {trial} | {value} | {_md(params)} |" for rank, trial, value, params in view.top]
+    if view.commands:
+        # Commands stay verbatim (a code block is never interpreted), so that they can be pasted.
+        block = "\n".join(view.commands)
+        fence = _fence(block)
+        note = f" ({view.commands_note})" if view.commands_note else ""
+        lines += ["", f"Open the study in Optuna's own tools{note}:", "", fence + "sh", block, fence]
+    return lines
