@@ -284,8 +284,8 @@ def _execute(config: ExperimentConfig, specs: list[RunSpec], profile, *, jobs: i
         log_dir = os.environ.get("DRIFTLAB_LOG_DIR")
         if log_dir:  # set by `driftlab run` (local_run), with the pipeline's own log file
             print(f"[driftlab] full log: {os.environ.get('DRIFTLAB_LOG_FILE') or log_dir}", file=sys.stderr)
-            print(f"[driftlab] full tracebacks: {os.path.join(log_dir, f'worker-{profile.name}-{os.getpid()}-*.log')}",
-                  file=sys.stderr)
+            workers_log = os.path.join(log_dir, f"worker-{profile.name}-{os.getpid()}-*.log")  # executor._Pool
+            print(f"[driftlab] full tracebacks: {workers_log}", file=sys.stderr)
         sys.stderr.flush()
     return {"profile": profile.name, "planned": summary.planned, "skipped": summary.skipped,
             "trained": summary.trained, "failed": summary.failed, "seconds": round(summary.seconds, 2),

@@ -209,7 +209,8 @@ def test_pipeline_failure_names_the_task_and_its_exception_from_a_real_traceback
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
     assert "Traceback (most recent call last)" in proc.stderr, "control: a real traceback"
     log = _kfp_like_log("aggregate-drift", "[driftlab] aggregate: loading runs\n" + proc.stderr)
-    kfp = "Pipeline 'driftlab' finished with status FAILURE. Inner task failed: 'aggregate-drift' inside 'driftlab-run'."
+    kfp = ("Pipeline 'driftlab' finished with status FAILURE. "
+           "Inner task failed: 'aggregate-drift' inside 'driftlab-run'.")
     message = local_run.failure_message(kfp, log)
     assert message.startswith("task 'aggregate-drift' failed: StoreError: the results database x was unreachable")
     assert "\n" not in message and "Traceback" not in message and "driftlab.store." not in message

@@ -79,7 +79,8 @@ def test_user_code_that_raises_fails_its_run_and_the_stage_goes_on(campaign, req
     row = figure(request, "run raising inside user model code", cases=1)
     broken, diverging, *good = specs
     assert summary["planned"] == 4 and summary["failed"] == 1 and summary["trained"] == 3, summary
-    assert "1 run(s) failed on cpu-default" in err and "width must be positive" in err, err
+    assert ("cpu-default: 1 run(s) failed: model.builder: 'user_builders:broken' raised ValueError: "
+            "width must be positive") in err and "user_builders.py" in err, err
     assert "Traceback" not in err
     runs = _by_key(store)
     assert runs[broken.key]["status"] == "failed" and "raised ValueError" in runs[broken.key]["error"]

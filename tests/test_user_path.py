@@ -124,7 +124,8 @@ def test_a_campaign_whose_every_run_fails_is_incomplete_and_the_fixed_builder_pa
     assert "ValueError: width must be positive" in out and "Traceback (most recent call last)" not in out
     result = report_of(tmp_path / "home", "c")
     assert result["gate"]["status"] == "INCOMPLETE" and result["counts"]["failed"] == 4
-    assert result["summary"][0].startswith("4 of 4 planned runs failed: 4× ValueError: width must be positive")
+    assert result["summary"][0].startswith(
+        "4 of 4 planned runs failed: 4× model.builder: 'user_models:build' raised ValueError: width must be positive")
     report_json = sorted((tmp_path / "home").glob("reports/c/*/report.json"))[-1]
     gate = run(tmp_path, "gate", str(report_json))
     assert gate.returncode == 4 and "gate: INCOMPLETE" in gate.stdout
