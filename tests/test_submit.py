@@ -218,6 +218,12 @@ def test_submit_host_from_environment_and_token_from_projected_volume(kfp_server
     assert {r["authorization"] for r in kfp_server.requests} == {"Bearer projected-sa-token"}
 
 
+def test_submit_reads_the_kfp_sdks_own_endpoint_variable(kfp_server, package, monkeypatch):
+    monkeypatch.setenv("KF_PIPELINES_ENDPOINT", kfp_server.host)  # as `kfp` itself reads it; no KFP_HOST
+    assert main(["submit", str(QUICKSTART), "--package", str(package)]) == 0
+    assert kfp_server.of("POST", f"{API}/runs"), "the run reached the server named by KF_PIPELINES_ENDPOINT"
+
+
 def test_submit_compiles_the_pipeline_when_no_package_is_given(kfp_server):
     assert main(["submit", str(QUICKSTART), "--host", kfp_server.host]) == 0
 
