@@ -109,9 +109,10 @@ def test_existing_study_is_retrained_and_left_untouched(gallery):
 
     import optuna
 
-    study = optuna.load_study(study_name="user-study", storage=storage)
-    best_trial, best_params = study.best_trial.number, study.best_params
-    study._storage.engine.dispose()
+    rdb = optuna.storages.RDBStorage(storage, skip_table_creation=True)
+    best = optuna.load_study(study_name="user-study", storage=rdb).best_trial
+    best_trial, best_params = best.number, best.params
+    rdb.engine.dispose()
     before_trials, before_bytes = study_trials(db), hashlib.sha256(db.read_bytes()).hexdigest()
     assert len(before_trials) == 4
 
