@@ -24,7 +24,7 @@ SEEDS_PER_INIT = 10 * 5  # shuffle x split seeds of the synthetic plan below
 def one(n_records: int) -> dict:
     from driftlab.config import ExperimentConfig
     from driftlab.drift import analyze
-    from driftlab.drift.synthetic import SyntheticPlan, generate
+    from support.synthetic import SyntheticPlan, generate
 
     # Reference: init x 10 shuffle x 5 split x 2 repeats x det on/off; two more profiles repeat det-on runs.
     n_init = max(1, round(n_records / (SEEDS_PER_INIT * 2 * 2 + 2 * SEEDS_PER_INIT * 2)))

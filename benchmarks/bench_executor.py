@@ -6,7 +6,7 @@ Measures, side by side in one invocation, on the same 24 runs of
 - ``naive``: one process, TensorFlow imported once, every run rebuilds and
   re-traces its model (the classic example's loop; ``DRIFTLAB_REUSE_MODELS=0``);
 - ``executor, 1 worker, no reuse`` / ``1 worker`` / ``2 workers, no reuse`` /
-  ``2 workers``: ``driftlab.executor.execute`` with and without the reuse of
+  ``2 workers``: ``driftlab.runs.executor.execute`` with and without the reuse of
   traced models, to separate the two speed-ups;
 - TensorFlow import and worker start-up time;
 - per-run overhead (everything that is not ``fit``: spawn, import, build,
@@ -40,15 +40,15 @@ BEST_PARAMS = {"units": 32, "learning_rate": 0.003, "dropout": 0.1}
 NAIVE_LOOP = r"""
 import json, os, sys, time
 t0 = time.perf_counter()
-from driftlab.profiles import apply_env
+from driftlab.config.profiles import apply_env
 from driftlab.config import ProfileConfig
 apply_env(ProfileConfig(name="cpu-default"))
 import tensorflow as tf
 tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
 t_import = time.perf_counter() - t0
-from driftlab import training
-from driftlab.runspec import RunSpec
+from driftlab.runs import training
+from driftlab.runs.spec import RunSpec
 specs = [RunSpec.from_json(s) for s in json.load(open(sys.argv[1]))]
 out = []
 for spec in specs:
@@ -62,8 +62,8 @@ print(json.dumps({"import_s": t_import, "wall_s": time.perf_counter() - t0, "run
 def _specs(n_runs: int):
     from driftlab import stages
     from driftlab.config import load_config
-    from driftlab.profiles import resolve_profiles
-    from driftlab.seedplan import seed_points
+    from driftlab.config.profiles import resolve_profiles
+    from driftlab.config.seedplan import seed_points
 
     config = load_config(ROOT / "examples" / "quickstart.yaml")
     reference = resolve_profiles(config).reference
@@ -73,7 +73,7 @@ def _specs(n_runs: int):
 
 
 class MemorySampler(threading.Thread):
-    """Samples the summed RSS of this process's ``driftlab.worker`` children every 0.2 s."""
+    """Samples the summed RSS of this process's ``driftlab.runs.worker`` children every 0.2 s."""
 
     def __init__(self):
         super().__init__(daemon=True)
@@ -90,7 +90,7 @@ class MemorySampler(threading.Thread):
                     continue
                 try:
                     status = (entry / "status").read_text()
-                    if f"\nPPid:\t{me}\n" not in status or b"driftlab.worker" not in (entry / "cmdline").read_bytes():
+                    if f"\nPPid:\t{me}\n" not in status or b"driftlab.runs.worker" not in (entry / "cmdline").read_bytes():
                         continue
                 except OSError:
                     continue
@@ -123,8 +123,8 @@ def bench_naive(specs) -> dict[str, Any]:
 
 
 def bench_executor(specs, profile, jobs: int, reuse: bool) -> dict[str, Any]:
-    from driftlab.executor import execute
-    from driftlab.store import Store
+    from driftlab.runs.executor import execute
+    from driftlab.storage.store import Store
 
     os.environ["DRIFTLAB_REUSE_MODELS"] = "auto" if reuse else "0"
     with tempfile.TemporaryDirectory() as tmp:
@@ -150,7 +150,7 @@ def bench_executor(specs, profile, jobs: int, reuse: bool) -> dict[str, Any]:
 
 
 def bench_startup(profile) -> dict[str, float]:
-    from driftlab.executor import Worker
+    from driftlab.runs.executor import Worker
 
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import tensorflow"], check=True, capture_output=True,

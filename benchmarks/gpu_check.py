@@ -20,10 +20,10 @@ import time
 import numpy as np
 
 from driftlab.config import ProfileConfig, load_config
-from driftlab.datasets import data_fingerprint
-from driftlab.executor import Worker, WorkerDied
-from driftlab.profiles import profile_json
-from driftlab.runspec import RunSpec
+from driftlab.runs.datasets import data_fingerprint
+from driftlab.runs.executor import Worker, WorkerDied
+from driftlab.config.profiles import profile_json
+from driftlab.runs.spec import RunSpec
 
 
 def gpu_status() -> tuple[bool, str]:

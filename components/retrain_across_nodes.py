@@ -1,6 +1,6 @@
 from kfp import dsl
 
-from components.images import GPU_IMAGE
+from driftlab.components.images import GPU_IMAGE
 
 
 @dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)

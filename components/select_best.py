@@ -2,7 +2,7 @@ from typing import NamedTuple
 
 from kfp import dsl
 
-from components.images import CPU_IMAGE
+from driftlab.components.images import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)

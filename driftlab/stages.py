@@ -14,9 +14,9 @@ import sys
 from typing import Any
 
 from driftlab.config import ExperimentConfig, canonical_json, config_hash, load_config_text, plan_hash
-from driftlab.profiles import ResolvedProfiles, apply_env, profile_json, resolve_profiles
-from driftlab.runspec import RunSpec
-from driftlab.seedplan import SeedPoint, check_cap, node_points, seed_points
+from driftlab.config.profiles import ResolvedProfiles, apply_env, profile_json, resolve_profiles
+from driftlab.runs.spec import RunSpec
+from driftlab.config.seedplan import SeedPoint, check_cap, node_points, seed_points
 
 
 def is_local() -> bool:
@@ -29,7 +29,7 @@ def load(config_text: str) -> ExperimentConfig:
 
 
 def _store(config: ExperimentConfig):
-    from driftlab.store import Store
+    from driftlab.storage.store import Store
 
     return Store.from_config(config)
 
@@ -43,7 +43,7 @@ def prepare(config_text: str, campaign: str) -> dict[str, Any]:
     total = check_cap(config.seeds, len(profiles.runnable))
     store = _store(config)
     store.experiment_id(config.name)
-    from driftlab.campaigns import check_campaign
+    from driftlab.storage.campaigns import check_campaign
 
     check_campaign(store, config, campaign)  # a campaign measures one plan: refuse a changed file
     if config.tuning.study:
@@ -89,12 +89,12 @@ def node_tasks(config_text: str, best_params: dict[str, Any] | str) -> list[dict
     Returns:
         The loop items, profiles in config order, shards in index order.
     """
-    from driftlab.seedplan import shard_count
+    from driftlab.config.seedplan import shard_count
 
     config = load(config_text)
     local = is_local()
     profiles = _profiles_for_plan(config, local=local)
-    from driftlab import params
+    from driftlab.config import params
 
     values, given = params.payload(best_params)
     kinds = {**params.value_kinds(values), **given, **params.declared_kinds(config)}
@@ -137,8 +137,8 @@ def _seed_spec(config: ExperimentConfig, campaign: str, hparams: dict[str, Any],
 
 
 def hyperparameters(config: ExperimentConfig, best_params: dict[str, Any] | str) -> dict[str, Any]:
-    """Fixed plus tuned hyperparameters, typed as declared (see ``driftlab.params``)."""
-    from driftlab import params
+    """Fixed plus tuned hyperparameters, typed as declared (see ``driftlab.config.params``)."""
+    from driftlab.config import params
 
     return params.hyperparameters(config, best_params)
 
@@ -154,14 +154,15 @@ def tune(config_text: str, campaign: str, worker_index: int) -> int:
     """
     import optuna
 
-    from driftlab import datasets, tuning
+    from driftlab.runs import datasets
+    from driftlab import tuning
 
     config = load(config_text)
     if not config.search_space or config.tuning.study:
         return 0  # nothing to tune (or an existing study): the placeholder worker of prepare()
     profiles = resolve_profiles(config, local=is_local())
     apply_env(profiles.reference)  # before TensorFlow is imported, in this process
-    from driftlab import training
+    from driftlab.runs import training
 
     digest = datasets.data_fingerprint(config.dataset)
     plan = config.seeds
@@ -206,7 +207,7 @@ def select_best_for_kfp(config_text: str, campaign: str, trials_per_worker: list
     float (``units: 27.0``, ``trial 1.0``). The best parameters carry the kind of each value
     (declared in ``search_space``, else the type the study gave), so every later task can type them.
     """
-    from driftlab import params
+    from driftlab.config import params
 
     config = load(config_text)
     best = select_best(config_text, campaign)
@@ -224,7 +225,7 @@ def _profiles_for_plan(config: ExperimentConfig, *, local: bool) -> ResolvedProf
     # resolve with every ISA allowed; each task checks its own node (check_here).
     if local:
         return resolve_profiles(config, local=True)
-    from driftlab.profiles import ISA_REQUIREMENTS
+    from driftlab.config.profiles import ISA_REQUIREMENTS
 
     return resolve_profiles(config, local=False, flags={f for need in ISA_REQUIREMENTS.values() for f in need})
 
@@ -232,7 +233,7 @@ def _profiles_for_plan(config: ExperimentConfig, *, local: bool) -> ResolvedProf
 def _run_specs(config: ExperimentConfig, campaign: str, best_params: dict[str, Any], profile,
                points: list[SeedPoint], stage: str) -> list[RunSpec]:
     """One run spec per seed point on ``profile``, in plan order."""
-    from driftlab import datasets
+    from driftlab.runs import datasets
 
     digest = datasets.data_fingerprint(config.dataset)
     hp = hyperparameters(config, best_params)
@@ -248,8 +249,8 @@ def _execute(config: ExperimentConfig, specs: list[RunSpec], profile, *, jobs: i
     first. On Ctrl-C every finished run is kept and the stage exits with a
     message saying how to resume.
     """
-    from driftlab.executor import execute
-    from driftlab.progress import run_progress
+    from driftlab.runs.executor import execute
+    from driftlab.runs.progress import run_progress
 
     store = _store(config)
     exp_id = store.experiment_id(config.name)
@@ -271,7 +272,7 @@ def _execute(config: ExperimentConfig, specs: list[RunSpec], profile, *, jobs: i
     if summary.failed:
         # One block per distinct failure (first line + the user's frames), every line tagged so
         # the local terminal shows it (local_run.SHOWN); a KFP task log shows the same text.
-        from driftlab import failures
+        from driftlab.runs import failures
 
         groups = failures.group(summary.errors)
         for head, count, example in groups[:5]:
@@ -299,8 +300,8 @@ def default_jobs(profile=None) -> int:
     quota) divided by the profile's intra-op threads, so parallel workers never
     oversubscribe the cores. GPU profiles: one worker per GPU of the pool.
     """
-    from driftlab.envknobs import positive_int
-    from driftlab.executor import available_cpus
+    from driftlab.settings import positive_int
+    from driftlab.runs.executor import available_cpus
 
     configured = positive_int("DRIFTLAB_JOBS", example=2)
     if configured:
@@ -328,8 +329,8 @@ def retrain_seeds(config_text: str, campaign: str, best_params: dict[str, Any], 
     Returns:
         Counts: profile, planned, skipped (already recorded), trained, failed, seconds, workers.
     """
-    from driftlab.profiles import check_here
-    from driftlab.seedplan import describe, shard
+    from driftlab.config.profiles import check_here
+    from driftlab.config.seedplan import describe, shard
 
     config = load(config_text)
     local = is_local()
@@ -364,8 +365,8 @@ def retrain_node(config_text: str, campaign: str, best_params: dict[str, Any], p
     Returns:
         Counts as ``retrain_seeds``; a skipped profile returns ``skipped_profile`` with the reason.
     """
-    from driftlab.profiles import check_here
-    from driftlab.seedplan import describe, shard
+    from driftlab.config.profiles import check_here
+    from driftlab.config.seedplan import describe, shard
 
     if profile_name == NO_PROFILE:
         return {"profile": NO_PROFILE, "planned": 0, "skipped": 0, "trained": 0, "failed": 0, "seconds": 0.0,

@@ -23,12 +23,12 @@ import os
 
 from kfp import dsl
 
-from components import (aggregate_drift, check_gate, plan_nodes, prepare, retrain_across_nodes, retrain_across_seeds,
+from driftlab.components import (aggregate_drift, check_gate, plan_nodes, prepare, retrain_across_nodes, retrain_across_seeds,
                         select_best, tune)
-from components.images import CPU_IMAGE, GPU_IMAGE
-from pipelines import placement as pod
-from pipelines.pool_placement import pool_placement
-from pipelines.record_outcome import record_outcome
+from driftlab.components.images import CPU_IMAGE, GPU_IMAGE
+from driftlab.pipelines import pod
+from driftlab.components.pool_placement import pool_placement
+from driftlab.components.record_outcome import record_outcome
 
 PIPELINE_NAME = "driftlab"
 

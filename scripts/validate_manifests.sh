@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Render manifests/base and every overlay with kustomize and validate each rendered
-# document against the Kubernetes 1.30 OpenAPI schemas (kubernetes-validate, strict:
-# unknown fields are errors).
+# Render every install (manifests/installs/*) and overlay (manifests/overlays/*) with
+# kustomize and validate each rendered document against the Kubernetes 1.30 OpenAPI
+# schemas (kubernetes-validate, strict: unknown fields are errors). The components
+# (manifests/components/*) are rendered as part of the installs that compose them.
 #
-# Rendering needs the git-ignored env files (manifests/base/postgres.env, ...). This
+# Rendering needs the git-ignored env files (manifests/installs/in-cluster-db/postgres.env,
+# manifests/installs/external-db/external-db.env). This
 # script never creates them in the repository: it renders a temporary copy of
 # manifests/ in which each missing <name>.env is a copy of <name>.env.template.
 #
@@ -40,10 +42,15 @@ while IFS= read -r -d '' template; do
   [[ -e "$env_file" ]] || cp "$template" "$env_file"
 done < <(find "$WORK/manifests" -name '*.env.template' -print0)
 
-targets=("base")
-for dir in "$WORK"/manifests/overlays/*/; do
-  targets+=("overlays/$(basename "$dir")")
+targets=()
+for dir in "$WORK"/manifests/installs/*/ "$WORK"/manifests/overlays/*/; do
+  [[ -e "$dir/kustomization.yaml" ]] || continue
+  targets+=("$(basename "$(dirname "$dir")")/$(basename "$dir")")
 done
+if grep -rlE '\$patch:[[:space:]]*delete' "$ROOT/manifests"; then
+  echo "FAIL: \$patch: delete in the files above; compose components instead" >&2
+  exit 1
+fi
 
 failed=0
 for target in "${targets[@]}"; do

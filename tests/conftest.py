@@ -19,6 +19,12 @@ if str(FIXTURES) not in sys.path:
 # ... and for the worker processes the tests start.
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(FIXTURES), os.environ.get("PYTHONPATH")) if p)
 
+# Tests run from the repository root, whose docker/ folder (Dockerfiles) would import as an empty
+# namespace package and break kfp.local (driftlab needs no Docker SDK): the same guard `driftlab run` uses.
+from driftlab.launch.local import hide_docker_folders  # noqa: E402
+
+hide_docker_folders()
+
 
 def _admin_connect():
     import psycopg2

@@ -8,10 +8,10 @@ import pytest
 import sqlalchemy as sa
 
 from driftlab import stages
-from driftlab.campaigns import CampaignConflict, check_campaign, replace_campaign
+from driftlab.storage.campaigns import CampaignConflict, check_campaign, replace_campaign
 from driftlab.config import canonical_json, config_hash, load_config_text, plan_hash
-from driftlab.runspec import RunSpec
-from driftlab.store import Store
+from driftlab.runs.spec import RunSpec
+from driftlab.storage.store import Store
 
 CONFIG = """\
 name: plans

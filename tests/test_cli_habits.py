@@ -44,7 +44,7 @@ def test_the_output_format_flag_has_one_spelling_across_commands():
 def test_gate_format_json_and_the_old_spelling_still_work(tmp_path, capsys):
     from driftlab.config import ExperimentConfig
     from driftlab.drift import analyze
-    from driftlab.drift.synthetic import SyntheticPlan, generate
+    from support.synthetic import SyntheticPlan, generate
     from driftlab.report import write_all
 
     cfg = ExperimentConfig.model_validate({"name": "syn", "dataset": {"name": "digits"}, "profiles": {"auto": True}})

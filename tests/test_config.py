@@ -112,7 +112,7 @@ def test_cli_refuses_bad_file_without_traceback_and_writes_nothing(tmp_path):
 
 
 def test_cli_refuses_isa_this_cpu_lacks(tmp_path, monkeypatch):
-    from driftlab import profiles
+    from driftlab.config import profiles
 
     flags = profiles.cpu_flags()
     missing = [isa for isa in profiles.ISA_REQUIREMENTS if isa not in profiles.supported_isas(flags)]

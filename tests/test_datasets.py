@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from driftlab.config import DatasetConfig
-from driftlab.datasets import DatasetError, data_fingerprint, make_split
+from driftlab.runs.datasets import DatasetError, data_fingerprint, make_split
 
 
 def test_digits_eval_set_is_fixed_and_split_seed_moves_only_train_val():

@@ -282,7 +282,7 @@ def test_gpu_feature_discovery_product_label_disambiguated_by_instance_type(api_
 
 
 def test_discovered_profiles_make_a_valid_experiment_that_places_each_pool(api_server, kubeconfig, tmp_path, capsys):
-    from driftlab.cluster.placement import pool_placement
+    from driftlab.cluster.pools import pool_placement
     from driftlab.config import load_config_text
 
     api_server.nodes = GKE_NODES + EKS_NODES

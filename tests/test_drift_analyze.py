@@ -9,7 +9,7 @@ import pytest
 
 from driftlab.config import ExperimentConfig
 from driftlab.drift import RecordError, analyze, headline_metrics
-from driftlab.drift.synthetic import SyntheticPlan, generate
+from support.synthetic import SyntheticPlan, generate
 
 EXACT_REL = 1e-9
 SQRT2 = math.sqrt(2)

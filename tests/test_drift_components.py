@@ -7,8 +7,8 @@ import pytest
 
 from driftlab.config import ExperimentConfig
 from driftlab.drift import analyze
-from driftlab.drift.components import anova_components
-from driftlab.drift.synthetic import SyntheticPlan, generate
+from driftlab.drift.anova import anova_components
+from support.synthetic import SyntheticPlan, generate
 
 EXACT_REL = 1e-9  # float round-off only
 UNBIASED_REL = 0.06  # mean of 400 estimates vs truth; ~3 standard errors of that mean for these designs

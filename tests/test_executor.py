@@ -14,10 +14,10 @@ from collections import defaultdict
 import pytest
 
 from driftlab.config import DatasetConfig, ProfileConfig
-from driftlab.executor import Worker, execute
-from driftlab.profiles import ProfileError, auto_profiles, profile_json, supported_isas
-from driftlab.runspec import RunSpec
-from driftlab.store import Store
+from driftlab.runs.executor import Worker, execute
+from driftlab.config.profiles import ProfileError, auto_profiles, profile_json, supported_isas
+from driftlab.runs.spec import RunSpec
+from driftlab.storage.store import Store
 
 pytestmark = pytest.mark.slow
 

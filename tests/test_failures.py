@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from driftlab import failures, local_run
+from driftlab.runs import failures
+from driftlab.launch import local as local_run
 from fault_helpers import TcpProxy, scratch_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,7 +88,7 @@ def user_module(tmp_path, monkeypatch):
 
 
 def _raised_by(builder: str) -> BaseException:
-    from driftlab.models import build_model
+    from driftlab.runs.models import build_model
 
     try:
         build_model(builder, {}, n_features=4, n_outputs=2, task="classification")
@@ -203,7 +204,7 @@ def _kfp_like_log(task: str, body: str) -> str:
 
 def test_pipeline_failure_names_the_task_and_its_exception_from_a_real_traceback(tmp_path):
     # A real traceback of a StoreError, as a component process prints it.
-    script = ("from driftlab.store import StoreError\n"
+    script = ("from driftlab.storage.store import StoreError\n"
               "def load():\n    raise StoreError('the results database x was unreachable for 5 s while loading runs "
               "[Errno 111]; run the same stage again to resume')\nload()\n")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
@@ -213,7 +214,7 @@ def test_pipeline_failure_names_the_task_and_its_exception_from_a_real_traceback
            "Inner task failed: 'aggregate-drift' inside 'driftlab-run'.")
     message = local_run.failure_message(kfp, log)
     assert message.startswith("task 'aggregate-drift' failed: StoreError: the results database x was unreachable")
-    assert "\n" not in message and "Traceback" not in message and "driftlab.store." not in message
+    assert "\n" not in message and "Traceback" not in message and "driftlab.storage.store." not in message
     from rich.console import Console
 
     console = Console(file=open(os.devnull, "w"), record=True, highlight=False)
@@ -246,7 +247,7 @@ def proxied_url():
 
 
 def _spec(init_seed: int):
-    from driftlab.runspec import RunSpec
+    from driftlab.runs.spec import RunSpec
 
     return RunSpec(experiment="exp", campaign="c", dataset={"name": "digits"}, data_digest="d", builder="mlp",
                    hparams={}, epochs=1, batch_size=8, init_seed=init_seed, shuffle_seed=0, split_seed=0,
@@ -260,7 +261,7 @@ def _outage(proxy: TcpProxy, seconds: float) -> None:
 
 @pytest.mark.db
 def test_store_reads_and_report_writes_ride_out_a_short_outage(proxied_url, monkeypatch, capsys):
-    from driftlab.store import Store
+    from driftlab.storage.store import Store
 
     url, proxy = proxied_url
     monkeypatch.setenv("DRIFTLAB_DB_RETRY_S", "30")
@@ -306,7 +307,7 @@ def test_store_reads_and_report_writes_ride_out_a_short_outage(proxied_url, monk
 
 @pytest.mark.db
 def test_store_gives_up_after_the_window_with_one_clear_line(proxied_url, monkeypatch):
-    from driftlab.store import Store, StoreError
+    from driftlab.storage.store import Store, StoreError
 
     url, proxy = proxied_url
     store = Store(url)
@@ -328,7 +329,7 @@ def test_store_gives_up_after_the_window_with_one_clear_line(proxied_url, monkey
 
 @pytest.mark.db
 def test_opening_waits_inside_a_pipeline_task_and_refuses_at_once_outside(proxied_url, monkeypatch):
-    from driftlab.store import Store, StoreError
+    from driftlab.storage.store import Store, StoreError
 
     url, proxy = proxied_url
     Store(url).engine.dispose()  # the schema exists: the next open only checks it
@@ -366,7 +367,7 @@ profiles: {reference: cpu-default, pools: [{name: cpu-default}]}
 @pytest.mark.parametrize("command", ["run", "report history"])
 def test_cli_outage_after_opening_ends_in_one_driftlab_line(command, proxied_url, tmp_path, monkeypatch, capsys):
     from driftlab import cli
-    from driftlab.store import Store
+    from driftlab.storage.store import Store
 
     url, proxy = proxied_url
     config = tmp_path / "outage.yaml"

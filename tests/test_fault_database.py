@@ -23,8 +23,8 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from driftlab.runspec import RunSpec
-from driftlab.store import Store, StoreError
+from driftlab.runs.spec import RunSpec
+from driftlab.storage.store import Store, StoreError
 from fault_helpers import (
     TcpProxy,
     figure,

@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 
 from driftlab import cli
-from driftlab.runspec import RunSpec
-from driftlab.store import SCHEMA_VERSION, Store, StoreError
+from driftlab.runs.spec import RunSpec
+from driftlab.storage.store import SCHEMA_VERSION, Store, StoreError
 from fault_helpers import figure, scratch_database
 
 RACERS = 8

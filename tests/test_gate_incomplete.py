@@ -8,7 +8,7 @@ from driftlab.cli import main
 from driftlab.config import ExperimentConfig
 from driftlab.drift import analyze
 from driftlab.drift.gate import EXIT_CODES
-from driftlab.drift.synthetic import SyntheticPlan, generate
+from support.synthetic import SyntheticPlan, generate
 from driftlab.report import to_html, to_markdown, write_all
 
 PROFILES = ["ref", "b"]

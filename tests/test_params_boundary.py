@@ -1,4 +1,4 @@
-"""Hyperparameters keep their declared types across the KFP boundary (driftlab.params)."""
+"""Hyperparameters keep their declared types across the KFP boundary (driftlab.config.params)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 import pytest
 from google.protobuf import json_format, struct_pb2
 
-from driftlab import params, stages
+from driftlab.config import params
+from driftlab import stages
 from driftlab.config import load_config_text
 
 CONFIG = """\

@@ -246,7 +246,7 @@ def experiment_with(profiles_file: Path) -> str:
 
 
 def test_pool_placement_of_gke_pools_and_the_reference():
-    from driftlab.cluster.placement import pool_placement
+    from driftlab.cluster.pools import pool_placement
 
     text = experiment_with(ROOT / "manifests" / "profiles" / "gke.yaml")
     reference = pool_placement(text, "", cpu_image="cpu:1", gpu_image="gpu:1")
@@ -261,7 +261,7 @@ def test_pool_placement_of_gke_pools_and_the_reference():
 
 
 def test_pool_placement_of_a_cpu_profile_requests_no_accelerator():
-    from driftlab.cluster.placement import DEFAULT_CPU_REQUEST, DEFAULT_MEMORY_REQUEST, pool_placement
+    from driftlab.cluster.pools import DEFAULT_CPU_REQUEST, DEFAULT_MEMORY_REQUEST, pool_placement
 
     text = (ROOT / "examples" / "quickstart.yaml").read_text()
     # cpu-avx is capped at an ISA this machine may lack: placement must not care, the node checks.
@@ -275,7 +275,7 @@ def test_pool_placement_of_a_cpu_profile_requests_no_accelerator():
 def test_pool_placement_step_runs_under_kfp_local(tmp_path):
     from kfp import local
 
-    from pipelines.pool_placement import pool_placement
+    from driftlab.components.pool_placement import pool_placement
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path), raise_on_error=True)
     text = experiment_with(ROOT / "manifests" / "profiles" / "eks.yaml")

@@ -7,11 +7,12 @@ import sys
 
 import pytest
 
-from driftlab import fingerprint, stages
+from driftlab.runs import fingerprint
+from driftlab import stages
 from driftlab.cli import main as cli_main
 from driftlab.config import ProfileConfig, load_config_text
-from driftlab.executor import worker_env
-from driftlab.profiles import (ProfileError, UnknownProfile, auto_profiles, check_here, cpu_flags, env_for,
+from driftlab.runs.executor import worker_env
+from driftlab.config.profiles import (ProfileError, UnknownProfile, auto_profiles, check_here, cpu_flags, env_for,
                                resolve_profiles, supported_isas)
 
 # Real flag sets (trimmed /proc/cpuinfo "flags" lines) of three CPU generations.
@@ -131,7 +132,7 @@ def test_profile_knobs_pin_threads_and_reach_the_worker_environment(monkeypatch)
 
 
 def test_default_jobs_respects_threads_per_worker_and_gpus(monkeypatch):
-    from driftlab.executor import available_cpus
+    from driftlab.runs.executor import available_cpus
 
     monkeypatch.delenv("DRIFTLAB_JOBS", raising=False)
     cpus = available_cpus()

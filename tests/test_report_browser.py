@@ -10,7 +10,7 @@ import pytest
 
 from driftlab.config import ExperimentConfig
 from driftlab.drift import analyze
-from driftlab.drift.synthetic import SyntheticPlan, generate
+from support.synthetic import SyntheticPlan, generate
 from driftlab.report import write_all
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -11,9 +11,9 @@ import pytest
 from driftlab.cli import main
 from driftlab.config import ExperimentConfig
 from driftlab.drift import analyze
-from driftlab.drift.synthetic import SyntheticPlan, generate
+from support.synthetic import SyntheticPlan, generate
 from driftlab.report import write_all
-from driftlab.store import Store
+from driftlab.storage.store import Store
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_GATE_FAIL = 0, 2, 3
 

@@ -9,7 +9,7 @@ import pytest
 
 from driftlab.config import ExperimentConfig
 from driftlab.drift import analyze
-from driftlab.drift.synthetic import SyntheticPlan, generate
+from support.synthetic import SyntheticPlan, generate
 from driftlab.report import to_html, to_markdown, write_all
 
 EVIL = "<script>alert('x')</script>"

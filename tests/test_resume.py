@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from driftlab import stages
-from driftlab.seedplan import seed_points
-from driftlab.store import Store
+from driftlab.config.seedplan import seed_points
+from driftlab.storage.store import Store
 
 pytestmark = pytest.mark.slow
 

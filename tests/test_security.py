@@ -30,8 +30,8 @@ import pytest
 import sqlalchemy as sa
 
 from driftlab import cli
-from driftlab.runspec import RunSpec
-from driftlab.store import Store, StoreError
+from driftlab.runs.spec import RunSpec
+from driftlab.storage.store import Store, StoreError
 from fault_helpers import ROOT, figure, kill_group, run_counts, scratch_database, test_password
 
 CONFIG = """\
@@ -85,7 +85,7 @@ class ProcessListWatcher:
             for line in lines:
                 if self.needle in line:
                     self.leaks.append(line)
-                for marker in ("driftlab.worker", "kfp.dsl.executor_main"):
+                for marker in ("driftlab.runs.worker", "kfp.dsl.executor_main"):
                     if marker in line:
                         self.saw.add(marker)
             self._stop.wait(PS_EVERY_S)
@@ -135,7 +135,7 @@ def test_password_never_leaks_from_a_whole_pipeline_run(tmp_path, request):
         leaked_tables = _tables_holding(url, password)
         described = _tables_holding(url, "DROP TABLE driftlab_runs")
 
-    assert watcher.samples >= 5 and watcher.saw == {"driftlab.worker", "kfp.dsl.executor_main"}, \
+    assert watcher.samples >= 5 and watcher.saw == {"driftlab.runs.worker", "kfp.dsl.executor_main"}, \
         "control: the process list was sampled while tasks and workers ran"
     assert watcher.env_holders > 0, "control: the URL really travelled (by environment)"
     assert watcher.leaks == [], f"the password is on a command line: {watcher.leaks[:1]}"

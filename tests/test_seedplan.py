@@ -11,9 +11,9 @@ import pytest
 
 from driftlab import stages
 from driftlab.config import SeedPlanConfig
-from driftlab.progress import RunCounter, format_eta, run_progress
-from driftlab.runspec import RunSpec
-from driftlab.seedplan import (PlanTooLarge, SeedPoint, ShardError, check_cap, describe, node_points, planned_total,
+from driftlab.runs.progress import RunCounter, format_eta, run_progress
+from driftlab.runs.spec import RunSpec
+from driftlab.config.seedplan import (PlanTooLarge, SeedPoint, ShardError, check_cap, describe, node_points, planned_total,
                                seed_points, shard, shard_count)
 
 
@@ -174,7 +174,7 @@ def test_spec_key_ignores_the_stage_but_not_the_profile():
 @pytest.mark.parametrize("modes", [[True], [False], [True, False]])
 def test_counted_plan_size_equals_the_enumerated_plan(design, modes):
     from driftlab.config import SeedPlanConfig
-    from driftlab.seedplan import count_points, node_points, planned_total, seed_points
+    from driftlab.config.seedplan import count_points, node_points, planned_total, seed_points
 
     plan = SeedPlanConfig(design=design, init=[0, 1, 2], shuffle=[5, 6], split=[0, 9, 8, 7], repeats=3,
                           deterministic=modes)
@@ -184,7 +184,7 @@ def test_counted_plan_size_equals_the_enumerated_plan(design, modes):
 
 def test_a_large_plan_is_refused_by_counting():
     from driftlab.config import SeedPlanConfig
-    from driftlab.seedplan import PlanTooLarge, check_cap
+    from driftlab.config.seedplan import PlanTooLarge, check_cap
 
     big = list(range(100))
     plan = SeedPlanConfig(init=big, shuffle=big, split=big, repeats=1, deterministic=[True], max_runs=10)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from driftlab.runspec import RunSpec
-from driftlab.store import SCHEMA_VERSION, Store, StoreError, database_url, safe_url
+from driftlab.runs.spec import RunSpec
+from driftlab.storage.store import SCHEMA_VERSION, Store, StoreError, database_url, safe_url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.db)])

@@ -164,7 +164,7 @@ def _isolated_kfp(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def package(tmp_path_factory) -> Path:
     """The pipeline compiled once for the module (submit would otherwise compile per call)."""
-    from driftlab.cluster.submit import pipeline_package
+    from driftlab.launch.submit import pipeline_package
 
     return pipeline_package(tmp_path_factory.mktemp("pkg"))
 

@@ -11,10 +11,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from driftlab import datasets
+from driftlab.runs import datasets
 from driftlab.config import DatasetConfig, ExperimentConfig
-from driftlab.datasets import MAX_INFERRED_CLASSES, DatasetError, infer_task, make_split, task_of
-from driftlab.models import accepts_input_shape
+from driftlab.runs.datasets import MAX_INFERRED_CLASSES, DatasetError, infer_task, make_split, task_of
+from driftlab.runs.models import accepts_input_shape
 
 
 def _write_csv(path, x: np.ndarray, y, target: str = "y") -> str:
@@ -292,9 +292,9 @@ def classic(hparams, *, n_features, n_outputs, task):
 @pytest.mark.slow
 def test_training_on_npz_images(tmp_path, monkeypatch):
     from driftlab.config import ProfileConfig
-    from driftlab.executor import Worker
-    from driftlab.profiles import profile_json
-    from driftlab.runspec import RunSpec
+    from driftlab.runs.executor import Worker
+    from driftlab.config.profiles import profile_json
+    from driftlab.runs.spec import RunSpec
 
     (tmp_path / "image_builders.py").write_text(CNN_BUILDER)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))

@@ -11,9 +11,9 @@ import dataclasses
 import pytest
 
 from driftlab.config import DatasetConfig, ProfileConfig
-from driftlab.executor import Worker
-from driftlab.profiles import profile_json, supported_isas
-from driftlab.runspec import RunSpec
+from driftlab.runs.executor import Worker
+from driftlab.config.profiles import profile_json, supported_isas
+from driftlab.runs.spec import RunSpec
 
 pytestmark = pytest.mark.slow
 

@@ -47,7 +47,7 @@ def record_outcome(config_text: str, campaign: str, final_status: dict[str, Any]
     run = str(final_status.get("pipeline_job_resource_name") or "")
     if stages.is_local():
         return {"recorded": False, "status": status, "run": run, "reason": "driftlab run records local executions"}
-    from driftlab.store import Store
+    from driftlab.storage.store import Store
 
     config = stages.load(config_text)
     name, digest, canonical = stages.config_record(config_text)

@@ -332,7 +332,7 @@ class ExperimentConfig(Strict):
         """dataset.task, else fixed by a built-in dataset, else inferred from a csv/npz target (reads it once)."""
         if self.dataset.task:
             return self.dataset.task
-        from driftlab.datasets import task_of  # lazily: driftlab.datasets imports driftlab.config
+        from driftlab.runs.datasets import task_of  # lazily: driftlab.runs.datasets imports driftlab.config
 
         return task_of(self.dataset)
 

@@ -35,7 +35,7 @@ def _curves(runs: Sequence[Run], *, reference: str, mode: bool) -> dict[str, lis
 
 def plan_of(config: Any, profiles: Sequence[str]) -> dict[str, Any]:
     """What the experiment asked for: planned runs per profile and the sources it varies."""
-    from driftlab.seedplan import count_points, node_points, planned_sources, planned_total
+    from driftlab.config.seedplan import count_points, node_points, planned_sources, planned_total
 
     n_nodes = len(node_points(config.seeds))
     return {"runs": planned_total(config.seeds, len(profiles)), "profiles": list(profiles),

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from driftlab.drift.components import anova_components, shares
+from driftlab.drift.anova import anova_components, shares
 from driftlab.drift.runs import Run
 
 GROUPS = ("init", "shuffle", "split", "hardware", "interactions", "nondeterminism", "residual")

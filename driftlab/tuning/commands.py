@@ -49,7 +49,7 @@ class StorageRef:
         """What may be shown to people: the URL with its password masked, or the journal path."""
         if self.kind == "journal":
             return self.target
-        from driftlab.store import safe_url
+        from driftlab.storage.store import safe_url
 
         return safe_url(self.target)
 

@@ -88,7 +88,7 @@ def with_db_retry(call: Callable[[], T], what: str, reset: Callable[[], None] | 
         what: Its name, for the log.
         reset: Run before each retry (drops a session left in a failed transaction).
     """
-    from driftlab.store import retry_window  # one window for results and studies: DRIFTLAB_DB_RETRY_S
+    from driftlab.storage.store import retry_window  # one window for results and studies: DRIFTLAB_DB_RETRY_S
 
     deadline = time.monotonic() + retry_window()
     pause = RETRY_FIRST_PAUSE_S
@@ -207,7 +207,7 @@ def database_url(config: ExperimentConfig) -> str:
 
 
 def journal_path(config: ExperimentConfig) -> Path:
-    from driftlab.store import local_dir
+    from driftlab.storage.store import local_dir
 
     return local_dir(config.storage.local_dir) / "optuna-journal.log"
 
@@ -245,7 +245,7 @@ def storage_for(config: ExperimentConfig, *, stale_callback: Callable[..., None]
     Returns:
         A storage whose study the ``optuna`` CLI and dashboard read unchanged.
     """
-    from driftlab.store import safe_url
+    from driftlab.storage.store import safe_url
     from driftlab.tuning.budget import SlotKeepingRetry
 
     url = driver_url(database_url(config))

@@ -1,7 +1,7 @@
 """One seeded training run: a run spec in, a run record out.
 
 Call only in a process whose profile knobs were applied before TensorFlow was
-imported (``driftlab.worker`` does this). Sources of randomness are separated:
+imported (``driftlab.runs.worker`` does this). Sources of randomness are separated:
 
 - ``init_seed`` seeds Keras (weights and dropout masks);
 - ``shuffle_seed`` drives a NumPy generator of its own that orders the batches,
@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from driftlab import codec, datasets
+from driftlab.runs import codec, datasets
 from driftlab.config import DatasetConfig
-from driftlab.models import accepts_input_shape, build_model, resolve_builder
-from driftlab.runspec import RunSpec
+from driftlab.runs.models import accepts_input_shape, build_model, resolve_builder
+from driftlab.runs.spec import RunSpec
 
 SHUFFLE_STREAM = 0x5EED5  # separates the shuffle generator from any other use of the same seed
 

@@ -3,7 +3,7 @@ from typing import NamedTuple
 
 from kfp import dsl
 
-from components.images import CPU_IMAGE
+from driftlab.components.images import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
@@ -33,7 +33,7 @@ def pool_placement(config_yaml: str, profile: str, cpu_image: str, gpu_image: st
     """
     from collections import namedtuple
 
-    from driftlab.cluster.placement import pool_placement as resolve
+    from driftlab.cluster.pools import pool_placement as resolve
 
     where = resolve(config_yaml, profile, cpu_image=cpu_image, gpu_image=gpu_image)
     print(f"placement of {where['profile']}: nodes {where['node_selector'] or 'any'}, "

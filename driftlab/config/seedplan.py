@@ -172,7 +172,7 @@ def shard(items: Sequence[T], index: int, count: int) -> list[T]:
 
 
 def runs_per_shard() -> int:
-    from driftlab.envknobs import positive_int
+    from driftlab.settings import positive_int
 
     configured = positive_int("DRIFTLAB_RUNS_PER_SHARD", example=DEFAULT_RUNS_PER_SHARD, error=ShardError)
     return configured or DEFAULT_RUNS_PER_SHARD

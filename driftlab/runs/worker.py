@@ -1,6 +1,6 @@
 """A training worker: one process, one profile, many runs.
 
-The parent starts ``python -m driftlab.worker`` with the profile's knobs in the
+The parent starts ``python -m driftlab.runs.worker`` with the profile's knobs in the
 environment, so TensorFlow is imported once per worker with those knobs, and
 the worker then trains run after run (``training.train`` clears the Keras
 session and reseeds for each; it also reuses the traced train step of an
@@ -28,7 +28,7 @@ import sys
 import traceback
 from typing import Any, TextIO
 
-from driftlab import codec
+from driftlab.runs import codec
 
 PR_SET_PDEATHSIG = 1
 
@@ -91,8 +91,8 @@ def _configure_tensorflow() -> str | None:
 
 def serve(stdin: TextIO, channel: TextIO) -> None:
     """Answer ready (or refused), then one record per spec line until stdin closes."""
-    from driftlab import failures, fingerprint, training
-    from driftlab.runspec import RunSpec
+    from driftlab.runs import failures, fingerprint, training
+    from driftlab.runs.spec import RunSpec
 
     refused = _configure_tensorflow()  # imports TensorFlow here, after the profile's knobs
     fp = fingerprint.collect()

@@ -18,7 +18,7 @@ What a ParallelFor iteration can vary (kfp 2.17 compiler, KFP 2.x driver):
 - environment variables: no. A task's env values are literal strings in the compiled
   YAML, copied verbatim into the Pod. Per-profile numerics knobs (TF32, oneDNN ISA
   cap, threads) are therefore applied inside the task, by driftlab's worker
-  processes, from the profile the item names (``driftlab.profiles.env_for``), before
+  processes, from the profile the item names (``driftlab.config.profiles.env_for``), before
   TensorFlow is imported.
 """
 

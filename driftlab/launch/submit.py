@@ -31,8 +31,6 @@ SDK_HOST_ENV = "KF_PIPELINES_ENDPOINT"
 NAMESPACE_ENV = "KFP_NAMESPACE"
 TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
 DEFAULT_TOKEN_PATH = "/var/run/secrets/kubeflow/pipelines/token"
-# Where the images keep the source tree (docker/*.Dockerfile): the pipeline definition lives there.
-IMAGE_SOURCE_DIR = "/opt/driftlab"
 # KFP's scheduled-workflow controller replaces [[ScheduledTime]] in recurring-run parameters,
 # so every scheduled run measures under a campaign of its own.
 SCHEDULED_CAMPAIGN = "scheduled-[[ScheduledTime]]"
@@ -108,7 +106,7 @@ def check_cluster_config(config: ExperimentConfig, path: str) -> None:
     if config.storage.url_env != DB_URL_ENV:
         raise SubmitError(f"{path}: storage.url_env is '{config.storage.url_env}', but on a cluster the database URL "
                           f"arrives as {DB_URL_ENV} (Secret driftlab-db); set storage.url_env: {DB_URL_ENV}")
-    from driftlab.cluster.placement import cluster_profiles
+    from driftlab.cluster.pools import cluster_profiles
 
     cluster_profiles(config)  # raises ProfileError naming the field, e.g. an unknown reference
 
@@ -140,19 +138,9 @@ def pipeline_package(out_dir: Path, package: str | None = None) -> Path:
 
 
 def _import_pipeline():
-    from driftlab import local_run
+    # Installed with the package (driftlab.pipelines), so a wheel compiles and submits too.
+    from driftlab.pipelines.driftlab_pipeline import driftlab_pipeline
 
-    local_run.ensure_repo_on_path()
-    for candidate in (os.environ.get("DRIFTLAB_SOURCE_DIR", ""), IMAGE_SOURCE_DIR):
-        if candidate and (Path(candidate) / "pipelines" / "driftlab_pipeline.py").is_file() \
-                and candidate not in sys.path:
-            sys.path.append(candidate)
-    try:
-        from pipelines.driftlab_pipeline import driftlab_pipeline
-    except ModuleNotFoundError as exc:
-        raise SubmitError("the pipeline definition (pipelines/driftlab_pipeline.py) is not importable here; "
-                          "run from a driftlab checkout, set DRIFTLAB_SOURCE_DIR to one, or pass --package "
-                          f"with a compiled YAML ({exc})") from None
     return driftlab_pipeline
 
 

@@ -38,7 +38,7 @@ def _server_error(exc: Exception, host: str | None) -> int | None:
 
 
 def cmd_submit(args) -> int:
-    from driftlab.cluster import submit
+    from driftlab.launch import submit
 
     try:
         done = submit.submit(args.config, host=args.host, run_name=args.run_name, experiment=args.experiment,
@@ -56,7 +56,7 @@ def cmd_submit(args) -> int:
 
 
 def cmd_schedule(args) -> int:
-    from driftlab.cluster import submit
+    from driftlab.launch import submit
 
     try:
         done = submit.schedule(args.config, cron=args.cron, host=args.host, name=args.name,

@@ -68,9 +68,10 @@ def run_pipeline(config_text: str, campaign: str, home: Path, *, verbose: bool =
     import warnings
 
     os.environ.setdefault("DRIFTLAB_PIPELINE_RETRIES", "0")
+    hide_docker_folders()
     from kfp import local
 
-    from pipelines.driftlab_pipeline import driftlab_pipeline
+    from driftlab.pipelines.driftlab_pipeline import driftlab_pipeline
 
     # kfp.local warns that the cluster image is not used locally: that is the point.
     warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"kfp\.local")
@@ -111,7 +112,7 @@ def _read_from(path: Path, offset: int) -> str:
 
 
 TASK_NAME = re.compile(r"Inner task failed: '([^']+)'|Task '([^']+)' finished with status FAILURE")
-EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*(?::.*)?)$")  # driftlab.store.StoreError: ...
+EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*(?::.*)?)$")  # driftlab.storage.store.StoreError: ...
 KFP_LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d+ - [A-Z]+ - ")  # kfp.local's own logging, not the task's
 MAX_REASON = 500
 
@@ -186,8 +187,20 @@ class PipelineFailed(RuntimeError):
         self.report_dir = report_dir
 
 
-def ensure_repo_on_path() -> None:
-    """Make the top-level ``components``/``pipelines`` packages importable from a checkout."""
-    root = Path(__file__).resolve().parent.parent
-    if (root / "pipelines" / "driftlab_pipeline.py").exists() and str(root) not in sys.path:
-        sys.path.insert(0, str(root))
+def hide_docker_folders() -> None:
+    """Make ``import docker`` fail unless the docker SDK itself is installed.
+
+    kfp.local imports its Docker runner when ``import docker`` succeeds. A folder
+    named ``docker/`` in the working directory (this repository's Dockerfiles, or a
+    user project's) imports as an empty namespace package and breaks kfp.local with an
+    AttributeError. driftlab runs tasks as subprocesses and needs no Docker SDK.
+    """
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("docker")
+    except (ImportError, ValueError):
+        return
+    if spec is not None and spec.origin in (None, "namespace"):  # a folder, not the SDK
+        sys.modules["docker"] = None  # type: ignore[assignment]  # ``import docker`` now raises ImportError
+

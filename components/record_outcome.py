@@ -1,7 +1,7 @@
 # No "from __future__ import annotations": KFP reads the real annotation types.
 from kfp import dsl
 
-from components.images import CPU_IMAGE
+from driftlab.components.images import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)

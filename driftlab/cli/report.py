@@ -1,6 +1,6 @@
 """``driftlab report show|history`` and ``driftlab gate``: reading reports, not producing them.
 
-``register(subparsers)`` adds the commands to the main parser (driftlab/cli.py).
+``register(subparsers)`` adds the commands to the main parser (driftlab/cli/__init__.py).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace):
-    from driftlab.store import Store, database_url, local_dir
+    from driftlab.storage.store import Store, database_url, local_dir
 
     url_env, configured_dir = "DRIFTLAB_DB_URL", ".driftlab"
     if args.config:
@@ -127,7 +127,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     """Drift per profile across every stored report, with jumps and version changes flagged."""
     from driftlab.config import ConfigError
     from driftlab.report import history
-    from driftlab.store import StoreError, safe_url
+    from driftlab.storage.store import StoreError, safe_url
 
     try:
         store = _store(args)

@@ -26,7 +26,19 @@ MAX_FRAMES = 3
 MAX_CHARS = 2000
 MAX_FIRST_LINE = 500
 
-_PACKAGE = os.path.realpath(Path(__file__).resolve().parent)
+def _package_dirs() -> tuple[str, ...]:
+    # driftlab itself, and its KFP layer (installed as driftlab.components / driftlab.pipelines,
+    # which an editable install maps to the repository's components/ and pipelines/).
+    import importlib.util
+
+    dirs = {os.path.realpath(Path(__file__).resolve().parent.parent)}
+    for name in ("driftlab.components", "driftlab.pipelines"):
+        spec = importlib.util.find_spec(name)
+        dirs.update(os.path.realpath(p) for p in (spec.submodule_search_locations or []) if spec)
+    return tuple(sorted(dirs))
+
+
+_PACKAGE_DIRS = _package_dirs()
 _LIBRARY_DIRS = tuple(sorted({os.path.realpath(p) for key in ("stdlib", "platstdlib", "purelib", "platlib")
                               if (p := sysconfig.get_paths().get(key))}))
 
@@ -43,7 +55,7 @@ def is_user_file(filename: str) -> bool:
     parts = Path(path).parts
     if "site-packages" in parts or "dist-packages" in parts:
         return False
-    return not (_inside(path, _PACKAGE) or any(_inside(path, d) for d in _LIBRARY_DIRS))
+    return not any(_inside(path, d) for d in _PACKAGE_DIRS + _LIBRARY_DIRS)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

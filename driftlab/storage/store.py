@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from driftlab import codec
+from driftlab.runs import codec
 
 SCHEMA_VERSION = 2  # 2: driftlab_runs.plan_hash (added to version-1 tables in place)
 FINAL_STATUSES = ("ok", "diverged")

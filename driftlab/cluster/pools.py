@@ -1,7 +1,7 @@
 """A profile's placement on a cluster: what the pipeline's per-pool Pod settings read.
 
 The pipeline resolves placement at run time, in a small step beside each
-training task (``pipelines/pool_placement.py``), because the experiment file
+training task (``components/pool_placement.py``), because the experiment file
 (and so the list of pools) is a run-time parameter. Every value is a string or
 a JSON object/list, the types the KFP driver reads Pod settings from: it takes
 resource placeholders as strings only (an integer count would resolve to "").
@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from driftlab.config import ExperimentConfig, ProfileConfig, load_config_text
-from driftlab.profiles import ISA_REQUIREMENTS, ResolvedProfiles, resolve_profiles
+from driftlab.config.profiles import ISA_REQUIREMENTS, ResolvedProfiles, resolve_profiles
 
 # The driver parses CPU and memory requests as quantities: never empty.
 DEFAULT_CPU_REQUEST = "1"

@@ -10,7 +10,7 @@ interrupted stage resumes where it stopped and never trains a key twice.
 
 Interruptions: on SIGINT (KeyboardInterrupt) the executor stops handing out
 work, keeps every record already received, stops its workers and re-raises;
-on SIGKILL the workers die with their parent (see ``driftlab.worker``) and the
+on SIGKILL the workers die with their parent (see ``driftlab.runs.worker``) and the
 store holds every run received before the kill.
 """
 
@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from driftlab.config import ProfileConfig
-from driftlab.profiles import PROFILE_ENV_KEYS, ProfileError, env_for
-from driftlab.runspec import RunSpec
-from driftlab.store import Store
-from driftlab.worker import decode_record
+from driftlab.config.profiles import PROFILE_ENV_KEYS, ProfileError, env_for
+from driftlab.runs.spec import RunSpec
+from driftlab.storage.store import Store
+from driftlab.runs.worker import decode_record
 
 MAX_WORKER_RESTARTS = 2
 RESULT_POLL_S = 0.5  # the main thread wakes this often, so Ctrl-C is handled promptly
@@ -77,7 +77,7 @@ def worker_env(profile: ProfileConfig, index: int = 0) -> dict[str, str]:
 
 
 class Worker:
-    """One ``python -m driftlab.worker`` process bound to a profile.
+    """One ``python -m driftlab.runs.worker`` process bound to a profile.
 
     Create and use a worker from one thread: on Linux the process is told to
     exit when the thread that started it ends (``PR_SET_PDEATHSIG``).
@@ -87,7 +87,7 @@ class Worker:
         self.profile = profile
         self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "driftlab.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [sys.executable, "-m", "driftlab.runs.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=self._log, env=worker_env(profile, index), text=True, bufsize=1)
         self.runs = 0
         hello = self._read()

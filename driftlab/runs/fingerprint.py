@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from driftlab.profiles import PROFILE_ENV_KEYS, cpu_flags, supported_isas
+from driftlab.config.profiles import PROFILE_ENV_KEYS, cpu_flags, supported_isas
 
 # Node labels that name a pool on the common clouds, most specific first.
 POOL_LABELS = ("cloud.google.com/gke-nodepool", "eks.amazonaws.com/nodegroup",

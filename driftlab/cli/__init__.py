@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from driftlab import cli_cluster, cli_report
+from driftlab.cli import cluster as cli_cluster, report as cli_report
 
 # Exit statuses: 0 gate PASS, 1 the pipeline failed, 2 bad input, 3 gate FAIL, 4 gate INCOMPLETE
 # (a planned measurement did not happen), 130 interrupted. See driftlab.drift.gate.EXIT_CODES.
@@ -36,13 +36,13 @@ def _load(path: str):
 
 def _preflight(config) -> tuple[Any, int]:
     """Everything that can be refused before any work starts: profiles, plan size."""
-    from driftlab.profiles import resolve_profiles
-    from driftlab.seedplan import check_cap
+    from driftlab.config.profiles import resolve_profiles
+    from driftlab.config.seedplan import check_cap
 
     profiles = resolve_profiles(config, local=True)
     total = check_cap(config.seeds, len(profiles.runnable))
     if config.dataset.name in ("csv", "npz"):  # a user's file: read it now, not in the first pipeline task
-        from driftlab.datasets import infer_task, make_split
+        from driftlab.runs.datasets import infer_task, make_split
 
         make_split(config.dataset, config.seeds.split[0])
         inference = infer_task(config.dataset)
@@ -67,9 +67,9 @@ CAMPAIGN_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
 def cmd_run(args) -> int:
-    from driftlab import local_run
+    from driftlab.launch import local as local_run
     from driftlab.config import canonical_json, config_hash
-    from driftlab.store import Store, database_url, local_dir, safe_url
+    from driftlab.storage.store import Store, database_url, local_dir, safe_url
 
     if args.campaign is not None and not CAMPAIGN_PATTERN.match(args.campaign):
         return _bad_input(f"--campaign: {args.campaign[:80]!r} is not a campaign name; use 1-128 letters, digits, "
@@ -84,7 +84,7 @@ def cmd_run(args) -> int:
     campaign = args.campaign or "default"
     store = Store(database_url(config.storage.url_env, home))
     console = _console()
-    from driftlab.campaigns import CampaignConflict, check_campaign, replace_campaign
+    from driftlab.storage.campaigns import CampaignConflict, check_campaign, replace_campaign
 
     try:
         check_campaign(store, config, campaign)
@@ -99,7 +99,6 @@ def cmd_run(args) -> int:
         kind = "note: profile" if p.name == profiles.reference.name else "skipped profile"
         console.print(f"  [yellow]{kind} {p.name}[/]: {why}")
     execution = store.start_execution(config.name, campaign, config_hash(config), canonical_json(config))
-    local_run.ensure_repo_on_path()
     try:
         report_dir = local_run.run_pipeline(text, campaign, home, verbose=args.verbose)
         status = "succeeded"
@@ -120,7 +119,7 @@ def cmd_run(args) -> int:
     print_summary(console, result)
     console.print(f"\nReport: [bold]{report_dir / 'report.html'}[/]\n        {report_dir / 'report.md'}\n"
                   f"        {report_dir / 'report.json'}", soft_wrap=True)
-    from driftlab.cli_report import gate_exit_code
+    from driftlab.cli.report import gate_exit_code
 
     return gate_exit_code(result["gate"]["status"])
 
@@ -158,12 +157,9 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 
 def cmd_compile(args) -> int:
-    from driftlab import local_run
-
-    local_run.ensure_repo_on_path()
     from kfp import compiler
 
-    from pipelines.driftlab_pipeline import driftlab_pipeline
+    from driftlab.pipelines.driftlab_pipeline import driftlab_pipeline
 
     compiler.Compiler().compile(driftlab_pipeline, args.output)
     print(f"compiled pipeline: {args.output}")
@@ -171,7 +167,7 @@ def cmd_compile(args) -> int:
 
 
 def cmd_profiles(args) -> int:
-    from driftlab.profiles import auto_profiles, supported_isas
+    from driftlab.config.profiles import auto_profiles, supported_isas
 
     print(f"CPU ISAs oneDNN can use here: {', '.join(supported_isas()) or 'none detected'}")
     for p in auto_profiles():
@@ -209,13 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from driftlab.campaigns import CampaignConflict
+    from driftlab.storage.campaigns import CampaignConflict
     from driftlab.config import ConfigError
-    from driftlab.datasets import DatasetError
-    from driftlab.params import ParamsError
-    from driftlab.profiles import ProfileError
-    from driftlab.seedplan import PlanTooLarge
-    from driftlab.store import StoreError
+    from driftlab.runs.datasets import DatasetError
+    from driftlab.config.params import ParamsError
+    from driftlab.config.profiles import ProfileError
+    from driftlab.config.seedplan import PlanTooLarge
+    from driftlab.storage.store import StoreError
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)

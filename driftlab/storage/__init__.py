@@ -1,0 +1,1 @@
+"""The results database: engines and retries, the results store, campaigns."""
