@@ -13,6 +13,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from driftlab.runs.predictions import predicted_classes
+
 SEED_FIELDS = ("init_seed", "shuffle_seed", "split_seed")
 
 
@@ -67,7 +69,7 @@ def from_record(record: dict[str, Any], task: str) -> Run:
         raise RecordError(f"run {record.get('key')}: no predictions stored; re-run it, or load runs "
                           "with arrays (Store.load_runs(..., with_arrays=True))")
     pred = np.asarray(pred)
-    labels = np.argmax(pred, axis=1).astype(np.int32) if task == "classification" and pred.ndim == 2 else None
+    labels = predicted_classes(pred) if task == "classification" else None
     history = record.get("history") or {}
     timings = record.get("timings") or {}
     weights = record.get("weights")

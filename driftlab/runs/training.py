@@ -26,6 +26,7 @@ import numpy as np
 from driftlab.runs import codec, datasets
 from driftlab.config import DatasetConfig
 from driftlab.runs.models import accepts_input_shape, build_model, resolve_builder
+from driftlab.runs.predictions import predicted_classes
 from driftlab.runs.spec import RunSpec
 
 SHUFFLE_STREAM = 0x5EED5  # separates the shuffle generator from any other use of the same seed
@@ -55,7 +56,7 @@ def _set_determinism(on: bool) -> None:
 
 def metric_values(task: str, y_true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     if task == "classification":
-        return {"accuracy": float(np.mean(np.argmax(pred, axis=1) == y_true))}
+        return {"accuracy": float(np.mean(predicted_classes(pred) == y_true))}
     err = pred.reshape(-1).astype(np.float64) - y_true.astype(np.float64)
     return {"rmse": float(np.sqrt(np.mean(err ** 2))), "mae": float(np.mean(np.abs(err)))}
 
@@ -235,6 +236,8 @@ def train(spec: RunSpec, *, epoch_callback=None) -> dict[str, Any]:
     n_out = split.n_classes if split.task == "classification" else 1
     model = build_model(spec.builder, spec.hparams, n_features=split.n_features, n_outputs=n_out, task=split.task,
                         input_shape=split.input_shape)
+    if not model.built:  # Sequential([Dense(64), Dense(1)]) without an Input: build it so its weights exist now
+        model.build((None, *split.input_shape))
     init_digest = codec.weights_digest(model.get_weights())
     model, reused = _trainer_for(spec, split, model)
     t_built = time.perf_counter()
