@@ -7,11 +7,13 @@ body imports ``driftlab`` and calls one function of ``driftlab.stages``.
 from driftlab.components.aggregate_drift import aggregate_drift
 from driftlab.components.check_gate import check_gate
 from driftlab.components.plan_nodes import plan_nodes
+from driftlab.components.pool_placement import pool_placement
 from driftlab.components.prepare import prepare
+from driftlab.components.record_outcome import record_outcome
 from driftlab.components.retrain_across_nodes import retrain_across_nodes
 from driftlab.components.retrain_across_seeds import retrain_across_seeds
 from driftlab.components.select_best import select_best
 from driftlab.components.tune import tune
 
-__all__ = ["aggregate_drift", "check_gate", "plan_nodes", "prepare", "retrain_across_nodes", "retrain_across_seeds",
-           "select_best", "tune"]
+__all__ = ["aggregate_drift", "check_gate", "plan_nodes", "pool_placement", "prepare", "record_outcome",
+           "retrain_across_nodes", "retrain_across_seeds", "select_best", "tune"]

@@ -431,11 +431,13 @@ def test_refused_files_leave_postgresql_untouched(sandbox, request):
     tick = counted(request, "bad experiment files with a PostgreSQL results DB")
     import sqlalchemy as sa
 
-    cases = [set_path(VALID, "seeds.init", []), drop_path(VALID, "dataset"), set_path(VALID, "model.epochs", "ten"),
-             {**VALID, "seeds": {"init": list(range(2000)), "shuffle": list(range(2000)), "split": [0, 1]}}]
+    cases = [(set_path(VALID, "seeds.init", []), "seeds.init"), (drop_path(VALID, "dataset"), "dataset"),
+             (set_path(VALID, "model.epochs", "ten"), "model.epochs"),
+             ({**VALID, "seeds": {"init": list(range(2000)), "shuffle": list(range(2000)), "split": [0, 1]}}, "seeds")]
     with scratch_database() as url:
-        for config in cases:
-            assert_refused(sandbox, dump(config), "", monkeypatch_url=url)
+        for config, field in cases:
+            err = assert_refused(sandbox, dump(config), field, monkeypatch_url=url)
+            assert f"  - {field}: " in err, f"the problem is not listed under {field!r}:\n{err}"
             tick()
         engine = sa.create_engine(url)
         with engine.connect() as conn:

@@ -320,11 +320,40 @@ def test_missing_kubeconfig_names_the_flag(tmp_path, capsys):
 @pytest.mark.parametrize("text, value", [
     ("7910m", Decimal("7.91")), ("8", Decimal(8)), ("16Gi", Decimal(16 * 2**30)),
     ("76130896Ki", Decimal(76130896 * 1024)), ("47060071478", Decimal(47060071478)),
-    ("1.5G", Decimal(1_500_000_000)), ("500M", Decimal(500_000_000))])
+    ("1.5G", Decimal(1_500_000_000)), ("500M", Decimal(500_000_000)),
+    # kubernetes.utils.parse_quantity: every suffix the API server writes (the hand-written parser refused 100n).
+    ("100n", Decimal("1E-7")), ("500m", Decimal("0.5")), ("1.5Gi", Decimal(3 * 2**29)), ("2", Decimal(2)),
+    ("250u", Decimal("0.00025")), ("1Ei", Decimal(2**60)), (" 8 ", Decimal(8)), (4, Decimal(4))])
 def test_quantities_in_kubelet_units(text, value):
     assert discover.quantity(text) == value
+    assert discover.quantity(text, "node n status.allocatable.cpu") == value
 
 
-def test_quantity_refuses_garbage():
-    with pytest.raises(ValueError, match="not a Kubernetes quantity"):
-        discover.quantity("eight")
+@pytest.mark.parametrize("text", ["eight", "", "1Zi", "1.5.5", "Gi", "1ki", "NaN", "Infinity"])
+def test_quantity_refuses_garbage_naming_the_field(text):
+    with pytest.raises(ValueError, match="not a Kubernetes quantity") as info:
+        discover.quantity(text)
+    assert str(info.value).startswith("not a Kubernetes quantity"), "no field given: none named"
+    with pytest.raises(ValueError) as info:
+        discover.quantity(text, "node gpu-0 status.allocatable.memory")
+    assert str(info.value).startswith("node gpu-0 status.allocatable.memory: not a Kubernetes quantity")
+    assert repr(text) in str(info.value)
+
+
+def test_node_quantities_in_nano_units_parse_and_bad_ones_name_node_and_field():
+    parsed = discover.node_from_api(node("n-0", {}, cpu="3500000000n", memory="16Gi", gpus=2))
+    assert (parsed.cpu, parsed.memory, parsed.gpus) == (Decimal("3.5"), Decimal(16 * 2**30), 2)
+    with pytest.raises(ValueError, match=r"^node n-1 status\.allocatable\.memory: not a Kubernetes quantity: '16 GB'$"):
+        discover.node_from_api(node("n-1", {}, cpu="4", memory="16 GB", gpus=1))
+    bad_gpu = node("n-2", {}, cpu="4", memory="16Gi")
+    bad_gpu["status"]["capacity"]["nvidia.com/gpu"] = "one"
+    with pytest.raises(ValueError, match=r"^node n-2 status\.capacity\.nvidia\.com/gpu: "):
+        discover.node_from_api(bad_gpu)
+
+
+def test_a_node_with_a_bad_quantity_is_a_clear_error(api_server, kubeconfig, capsys):
+    api_server.nodes = [*GKE_NODES[:2], node("gke-lab-odd-0", {}, cpu="lots", memory="1Gi", gpus=1)]
+    assert main(["pools", "discover", "--kubeconfig", str(kubeconfig)]) == 1
+    err = capsys.readouterr().err
+    assert "node gke-lab-odd-0 status.allocatable.cpu: not a Kubernetes quantity: 'lots'" in err
+    assert "Traceback" not in err

@@ -29,8 +29,8 @@ CREDENTIAL = re.compile(r"://[^/\s'\"]+:[^@\s'\"]+@|password\s*[=:]\s*\S|PGPASSW
 
 
 def compile_with_cli(out: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLAB_")}
-    env["PYTHONPATH"] = str(ROOT)
+    # No PYTHONPATH: the pipeline and its components are installed with the package.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLAB_") and k != "PYTHONPATH"}
     result = subprocess.run([str(KFP_CLI), "dsl", "compile", "--py", "pipelines/driftlab_pipeline.py",
                              "--output", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -81,7 +81,7 @@ def placement_task_of(spec: dict, executors: dict, task: str) -> tuple[str, dict
 
 def test_checked_in_yaml_is_what_kfp_dsl_compile_produces(compiled):
     assert documents(compiled) == documents(GOLDEN), (
-        "pipelines/driftlab.yaml is stale: run `PYTHONPATH=. kfp dsl compile --py pipelines/driftlab_pipeline.py "
+        "pipelines/driftlab.yaml is stale: run `kfp dsl compile --py pipelines/driftlab_pipeline.py "
         "--output pipelines/driftlab.yaml` and review the diff")
 
 
@@ -90,11 +90,12 @@ def test_importing_the_pipeline_module_runs_nothing():
     code = ("import sys, driftlab.stages as s\n"
             "s.prepare = s.tune = s.retrain_seeds = s.retrain_node = s.aggregate = "
             "lambda *a, **k: sys.exit('a stage ran at import')\n"
-            "import pipelines.driftlab_pipeline as p\n"
+            "import driftlab.pipelines.driftlab_pipeline as p\n"
             "assert 'tensorflow' not in sys.modules, 'TensorFlow imported at compile time'\n"
             "print(p.driftlab_pipeline.name)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # installed with the package: no path needed
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "driftlab"
 
@@ -319,3 +320,33 @@ def test_final_states_map_to_execution_statuses(state, status):
     from driftlab.cluster.exit_record import execution_status
 
     assert execution_status(state) == status
+
+
+def images_of(path: Path) -> set[str]:
+    """Every driftlab image the compiled pipeline names: task images and the placement step's inputs."""
+    return set(re.findall(r"[a-z0-9][\w.\-/:]*/driftlab-(?:cpu|gpu):[\w.]+", path.read_text()))
+
+
+def test_the_image_registry_is_chosen_at_compile_time(tmp_path):
+    from driftlab.cli import main
+
+    default, custom = tmp_path / "default.yaml", tmp_path / "custom.yaml"
+    assert main(["compile", "--output", str(default)]) == 0
+    assert main(["compile", "--output", str(custom), "--image-registry", "europe-docker.pkg.dev/acme/ml"]) == 0
+    assert images_of(default) == {"ghcr.io/driftlab/driftlab-cpu:0.1.0", "ghcr.io/driftlab/driftlab-gpu:0.1.0"}
+    assert images_of(custom) == {"europe-docker.pkg.dev/acme/ml/driftlab-cpu:0.1.0",
+                                 "europe-docker.pkg.dev/acme/ml/driftlab-gpu:0.1.0"}
+    text = custom.read_text()
+    assert "ghcr.io" not in text, "every task, and the placement step's image inputs, name the chosen registry"
+    assert documents(default)[0]["root"] == documents(custom)[0]["root"], "the graph does not change"
+
+
+def test_the_registry_also_comes_from_the_environment_and_bad_ones_are_refused(tmp_path, monkeypatch, capsys):
+    from driftlab.cli import main
+
+    monkeypatch.setenv("DRIFTLAB_IMAGE_REGISTRY", "registry.example.com/team")
+    assert main(["compile", "--output", str(tmp_path / "env.yaml")]) == 0
+    assert images_of(tmp_path / "env.yaml") == {"registry.example.com/team/driftlab-cpu:0.1.0",
+                                                "registry.example.com/team/driftlab-gpu:0.1.0"}
+    assert main(["compile", "--output", str(tmp_path / "bad.yaml"), "--image-registry", "https://x/y:latest"]) == 2
+    assert "--image-registry" in capsys.readouterr().err and not (tmp_path / "bad.yaml").exists()

@@ -172,10 +172,13 @@ def test_fingerprint_parses_nvidia_smi():
     assert old[0]["product"] == "Tesla T4" and old[0]["compute_capability"] is None
 
 
-def test_fingerprint_of_this_process_without_tensorflow_knobs():
+def test_fingerprint_of_this_process_without_tensorflow_knobs(monkeypatch):
+    monkeypatch.delenv("DRIFTLAB_WHERE", raising=False)
     fp = fingerprint.collect()
     assert fp["cpu_isas"] == supported_isas() and fp["cpu_model"]
     assert fp["python"].count(".") == 2 and fp["numpy"]
-    assert fp["where"] == "local" or fp["where"] == "cluster"
+    assert fp["where"] == "local", "without DRIFTLAB_WHERE (set on a cluster only) the run is local"
+    monkeypatch.setenv("DRIFTLAB_WHERE", "cluster")
+    assert fingerprint.collect()["where"] == "cluster"
     assert isinstance(fp["gpus"], list)
     assert "tensorflow" not in fp or "tensorflow" in sys.modules, "collect() must not import TensorFlow itself"

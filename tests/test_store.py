@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -86,9 +88,39 @@ def test_experiments_are_unique_by_name(store):
     assert store.experiment_id("a") == store.experiment_id("a") != store.experiment_id("b")
 
 
+def execution_row(store, execution_id: int) -> SimpleNamespace:
+    """One row of driftlab_executions, read back with plain SQL (timestamps typed, naive ones taken as UTC)."""
+    query = sa.text(
+        "SELECT e.name AS experiment, x.campaign, x.config_hash, x.config_json, x.status, x.started_at, "
+        "x.finished_at FROM driftlab_executions x JOIN driftlab_experiments e ON e.id = x.experiment_id "
+        "WHERE x.id = :id").columns(started_at=sa.DateTime(timezone=True), finished_at=sa.DateTime(timezone=True))
+    with store.engine.connect() as conn:
+        row = conn.execute(query, {"id": execution_id}).one()._asdict()
+    for key in ("started_at", "finished_at"):
+        if row[key] is not None and row[key].tzinfo is None:  # SQLite keeps no zone; the store writes UTC
+            row[key] = row[key].replace(tzinfo=dt.timezone.utc)
+    return SimpleNamespace(**row)
+
+
 def test_reports_and_executions(store):
-    execution = store.start_execution("exp", "c1", "h", "{}")
+    before = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)  # slack for the stored precision
+    execution = store.start_execution("exp", "c1", "h", '{"name": "exp"}')
+    started = execution_row(store, execution)
+    assert (started.experiment, started.campaign, started.config_hash, started.config_json, started.status) == (
+        "exp", "c1", "h", '{"name": "exp"}', "running")
+    assert started.finished_at is None and started.started_at >= before
+    other = store.start_execution("exp", "c2", "h2", "{}")
+    assert other != execution
     store.finish_execution(execution, "succeeded")
+    store.finish_execution(other, "failed")
+    after = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1)
+    done = execution_row(store, execution)
+    assert (done.experiment, done.campaign, done.config_hash, done.status) == ("exp", "c1", "h", "succeeded")
+    assert done.started_at == started.started_at, "finishing an execution leaves its start alone"
+    assert before <= done.started_at <= done.finished_at <= after
+    failed = execution_row(store, other)
+    assert (failed.campaign, failed.config_hash, failed.status) == ("c2", "h2", "failed")
+    assert done.started_at <= failed.started_at <= failed.finished_at <= after
     store.save_report("exp", "c1", "PASS", {"summary": ["<script>alert(1)</script>"]})
     [rep] = list(store.iter_reports("exp"))
     assert rep["gate"] == "PASS" and rep["report"]["summary"] == ["<script>alert(1)</script>"]

@@ -157,12 +157,11 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 
 def cmd_compile(args) -> int:
-    from kfp import compiler
+    from driftlab.launch.submit import compile_pipeline, image_registry
 
-    from driftlab.pipelines.driftlab_pipeline import driftlab_pipeline
-
-    compiler.Compiler().compile(driftlab_pipeline, args.output)
-    print(f"compiled pipeline: {args.output}")
+    registry = image_registry(args.image_registry)  # SubmitError (bad input): one line, exit 2
+    compile_pipeline(args.output, registry=registry)
+    print(f"compiled pipeline: {args.output} (images from {registry})")
     return EXIT_OK
 
 
@@ -195,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("config")
     val.set_defaults(func=cmd_validate)
     comp = sub.add_parser("compile", help="compile the pipeline to YAML for a KFP cluster")
-    comp.add_argument("--output", default="pipelines/driftlab.yaml")
+    comp.add_argument("--output", default="driftlab.yaml", help="where to write the YAML (default: driftlab.yaml)")
+    cli_cluster.add_image_registry(comp)
     comp.set_defaults(func=cmd_compile)
     prof = sub.add_parser("profiles", help="list the CPU profiles this machine can run")
     prof.set_defaults(func=cmd_profiles)
@@ -205,22 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from driftlab.storage.campaigns import CampaignConflict
-    from driftlab.config import ConfigError
-    from driftlab.runs.datasets import DatasetError
-    from driftlab.config.params import ParamsError
-    from driftlab.config.profiles import ProfileError
-    from driftlab.config.seedplan import PlanTooLarge
-    from driftlab.storage.store import StoreError
+    from driftlab.errors import DriftlabError
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ConfigError as exc:
-        return _bad_input(str(exc))
-    except (ProfileError, PlanTooLarge, DatasetError, StoreError, CampaignConflict, ParamsError) as exc:
-        return _bad_input(str(exc))
+    except DriftlabError as exc:  # every error driftlab raises on purpose: one line, its own exit status
+        print(f"driftlab: {exc}", file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

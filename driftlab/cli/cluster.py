@@ -43,7 +43,8 @@ def cmd_submit(args) -> int:
     try:
         done = submit.submit(args.config, host=args.host, run_name=args.run_name, experiment=args.experiment,
                              campaign=args.campaign, namespace=args.namespace,
-                             service_account=args.service_account, package=args.package)
+                             service_account=args.service_account, package=args.package,
+                             image_registry=args.image_registry)
     except submit.SubmitError as exc:
         return _fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - server errors become one line, anything else propagates
@@ -62,7 +63,7 @@ def cmd_schedule(args) -> int:
         done = submit.schedule(args.config, cron=args.cron, host=args.host, name=args.name,
                                experiment=args.experiment, campaign=args.campaign, namespace=args.namespace,
                                service_account=args.service_account, max_concurrency=args.max_concurrency,
-                               catchup=args.catchup, package=args.package)
+                               catchup=args.catchup, package=args.package, image_registry=args.image_registry)
     except submit.SubmitError as exc:
         return _fail(str(exc))
     except Exception as exc:  # noqa: BLE001
@@ -102,6 +103,13 @@ def _kfp_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--service-account", default="driftlab-pipeline",
                         help="service account of the pipeline's Pods (default: driftlab-pipeline)")
     parser.add_argument("--package", help="a compiled pipeline YAML (default: compile the pipeline now)")
+    add_image_registry(parser)
+
+
+def add_image_registry(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--image-registry", metavar="REG",
+                        help="registry of the driftlab-cpu/-gpu images every task runs "
+                             "(default: $DRIFTLAB_IMAGE_REGISTRY, else ghcr.io/driftlab)")
 
 
 def register(subparsers) -> None:

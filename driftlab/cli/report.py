@@ -11,15 +11,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from driftlab.errors import BadInput
+
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
 
-def _bad_input(message: str) -> int:
-    print(f"driftlab: {message}", file=sys.stderr)
-    return EXIT_BAD_INPUT
-
-
-class BadReport(ValueError):
+class BadReport(BadInput):
     """A file that is not a driftlab report.json."""
 
 
@@ -63,18 +60,12 @@ def cmd_gate(args: argparse.Namespace) -> int:
     """Exit 0 when the gate passes, 3 when it fails, 4 when incomplete, 2 on bad input."""
     from driftlab.drift import evaluate_gate
 
-    try:
-        result = read_report(args.report)
-    except BadReport as exc:
-        return _bad_input(str(exc))
+    result = read_report(args.report)  # BadReport, ConfigError: one line and exit 2 (cli.main)
     gate = result["gate"]
     if getattr(args, "config", None):
-        from driftlab.config import ConfigError, load_config
+        from driftlab.config import load_config
 
-        try:
-            config = load_config(args.config)
-        except ConfigError as exc:
-            return _bad_input(str(exc))
+        config = load_config(args.config)
         task = result.get("task") or (result.get("experiment") or {}).get("task") or config.task
         gate = evaluate_gate(config.tolerances, result, task=task)
         print(f"budgets from {args.config}")
@@ -90,10 +81,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     """Print a stored report (Markdown or JSON), or write it again as HTML."""
     from driftlab.report import to_html, to_markdown
 
-    try:
-        result = read_report(args.report)
-    except BadReport as exc:
-        return _bad_input(str(exc))
+    result = read_report(args.report)
     if args.html:
         Path(args.html).write_text(to_html(result), encoding="utf-8")
         print(f"wrote {args.html}")
@@ -114,8 +102,8 @@ def _store(args: argparse.Namespace):
     if args.home:
         db = Path(args.home).resolve() / "driftlab.sqlite"
         if not db.exists():
-            raise FileNotFoundError(f"--home {args.home}: no driftlab.sqlite there; give the folder "
-                                    "`driftlab run --home` used")
+            raise BadInput(f"--home {args.home}: no driftlab.sqlite there; give the folder "
+                           "`driftlab run --home` used")
         import os
 
         if not os.environ.get(url_env, "").strip():
@@ -125,15 +113,11 @@ def _store(args: argparse.Namespace):
 
 def cmd_history(args: argparse.Namespace) -> int:
     """Drift per profile across every stored report, with jumps and version changes flagged."""
-    from driftlab.config import ConfigError
     from driftlab.report import history
-    from driftlab.storage.store import StoreError, safe_url
+    from driftlab.storage.store import safe_url
 
-    try:
-        store = _store(args)
-        rows = history.history_rows(store.iter_reports(args.experiment))
-    except (ConfigError, StoreError, FileNotFoundError) as exc:
-        return _bad_input(str(exc))
+    store = _store(args)  # ConfigError, StoreError, BadInput: one line and exit 2 (cli.main)
+    rows = history.history_rows(store.iter_reports(args.experiment))
     if not rows:
         which = f" for experiment '{args.experiment}'" if args.experiment else ""
         print(f"no reports with more than one profile{which} in {safe_url(store.url)}")

@@ -23,8 +23,10 @@ import copy
 import math
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Iterable
+
+from driftlab.errors import DriftlabError
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT = "nvidia.com/gpu.product"
@@ -48,39 +50,39 @@ NO_TF32_PRODUCT = re.compile(r"(^|-)(t4|v100|p100|p4|k80|m60|rtx-20\d0)(-|$)")
 REQUEST_SHARE = 0.75
 NAME_LIMIT = 63
 
-_SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-           "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18, "m": Decimal("0.001")}
 
-
-class DiscoveryError(RuntimeError):
+class DiscoveryError(DriftlabError, RuntimeError):
     """The cluster could not be read, or holds no node pool driftlab can use."""
 
 
-def quantity(text: str | int | float | None) -> Decimal:
-    """A Kubernetes resource quantity (``7910m``, ``32880872Ki``, ``16Gi``, ``8``) as a number.
+def quantity(text: str | int | float | None, field: str | None = None) -> Decimal:
+    """A Kubernetes resource quantity (``7910m``, ``100n``, ``32880872Ki``, ``16Gi``, ``8``) as a number.
+
+    Parsed by the kubernetes client's own ``kubernetes.utils.parse_quantity``
+    (every suffix the API server writes: ``n u m k M G T P E`` and ``Ki`` to ``Ei``).
 
     Args:
         text: The quantity as the API server returns it.
+        field: What the value is (``node gpu-1 status.allocatable.cpu``), named in the error.
 
     Returns:
         Its value in base units (cores, bytes, devices); 0 for None.
 
     Raises:
-        ValueError: Not a quantity.
+        ValueError: Not a finite quantity; the message names ``field`` when given.
     """
     if text is None:
         return Decimal(0)
-    value = str(text).strip()
-    for suffix in sorted(_SUFFIX, key=len, reverse=True):
-        if value.endswith(suffix):
-            try:
-                return Decimal(value[:-len(suffix)]) * Decimal(_SUFFIX[suffix])
-            except InvalidOperation:
-                break
+    from kubernetes.utils import parse_quantity  # lazily: it imports the whole kubernetes client
+
+    where = f"{field}: " if field else ""
     try:
-        return Decimal(value)
-    except InvalidOperation:
-        raise ValueError(f"not a Kubernetes quantity: {text!r}") from None
+        value = parse_quantity(text.strip() if isinstance(text, str) else text)
+    except (ValueError, TypeError, ArithmeticError):
+        raise ValueError(f"{where}not a Kubernetes quantity: {text!r}") from None
+    if not value.is_finite():
+        raise ValueError(f"{where}not a Kubernetes quantity (not finite): {text!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -123,12 +125,17 @@ def node_from_api(obj: Any) -> Node:
     meta, spec, status = obj.get("metadata", {}), obj.get("spec", {}), obj.get("status", {})
     allocatable = status.get("allocatable") or {}
     capacity = status.get("capacity") or {}
-    gpus = int(quantity(allocatable.get(GPU_RESOURCE, capacity.get(GPU_RESOURCE))))
+    name = meta["name"]
+
+    def resource(key: str) -> Decimal:
+        source = "allocatable" if key in allocatable else "capacity"
+        return quantity(allocatable.get(key, capacity.get(key)), f"node {name} status.{source}.{key}")
+
+    gpus = int(resource(GPU_RESOURCE))
     taints = tuple(sorted((t["key"], t.get("value") or "", t["effect"]) for t in spec.get("taints") or []
                           if not t["key"].startswith(TRANSIENT_TAINT_PREFIXES)))
-    return Node(name=meta["name"], labels=dict(meta.get("labels") or {}), gpus=gpus,
-                cpu=quantity(allocatable.get("cpu", capacity.get("cpu"))),
-                memory=quantity(allocatable.get("memory", capacity.get("memory"))),
+    return Node(name=name, labels=dict(meta.get("labels") or {}), gpus=gpus,
+                cpu=resource("cpu"), memory=resource("memory"),
                 taints=taints, unschedulable=bool(spec.get("unschedulable")))
 
 
@@ -381,6 +388,8 @@ def discover(kubeconfig: str | None = None, context: str | None = None, *,
         raise DiscoveryError(f"listing nodes failed: HTTP {exc.status} {exc.reason}{hint}") from None
     except HTTPError as exc:
         raise DiscoveryError(f"listing nodes failed: {client.configuration.host} unreachable ({exc})") from None
+    except ValueError as exc:  # a resource quantity that does not parse; the message names the node and field
+        raise DiscoveryError(f"reading nodes failed: {exc}") from None
     pools, notes = group_nodes(nodes)
     return profiles_section(pools), pools, notes
 

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from driftlab.errors import BadInput
 from driftlab.config.schema import ExperimentConfig
 
 
@@ -29,7 +30,7 @@ class Problem:
         return f"{where}: {self.message}" + (f" (got {shown})" if shown is not None else "")
 
 
-class ConfigError(Exception):
+class ConfigError(BadInput):
     """An experiment file that cannot be used; ``problems`` lists every reason."""
 
     def __init__(self, source: str, problems: list[Problem]):

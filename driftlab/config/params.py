@@ -17,13 +17,14 @@ import json
 import math
 from typing import Any
 
+from driftlab.errors import BadInput
 from driftlab.config import CategoricalParam, ExperimentConfig, FloatParam, IntParam
 
 #: Declared kinds a value can be coerced to.
 KINDS = ("int", "float", "bool", "str", "categorical")
 
 
-class ParamsError(ValueError):
+class ParamsError(BadInput):
     """Parameters that do not fit their declaration (names the parameter and the fix)."""
 
 

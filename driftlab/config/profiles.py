@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from driftlab.errors import BadInput
 from driftlab.config import ExperimentConfig, ProfileConfig
 
 # oneDNN ISA caps, lowest first, with the /proc/cpuinfo flags each one needs.
@@ -42,7 +43,7 @@ ISA_REQUIREMENTS: dict[str, tuple[str, ...]] = {
 }
 
 
-class ProfileError(ValueError):
+class ProfileError(BadInput):
     """A profile this machine cannot honour."""
 
 

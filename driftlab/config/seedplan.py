@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence, TypeVar
 
+from driftlab.errors import BadInput
 from driftlab.config import SeedPlanConfig
 
 
@@ -26,11 +27,11 @@ T = TypeVar("T")
 DEFAULT_RUNS_PER_SHARD = 32
 
 
-class PlanTooLarge(ValueError):
+class PlanTooLarge(BadInput):
     """A plan above the configured run cap."""
 
 
-class ShardError(ValueError):
+class ShardError(BadInput):
     """A shard index/count pair that does not name a shard."""
 
 

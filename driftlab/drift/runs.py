@@ -13,12 +13,13 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from driftlab.errors import DriftlabError
 from driftlab.runs.predictions import predicted_classes
 
 SEED_FIELDS = ("init_seed", "shuffle_seed", "split_seed")
 
 
-class RecordError(ValueError):
+class RecordError(DriftlabError, ValueError):
     """A run record that lacks what the statistics need."""
 
 

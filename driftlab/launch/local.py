@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Iterator, TextIO
 
+from driftlab.errors import DriftlabError
+
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 SHOWN = re.compile(r"\[driftlab\]|finished with status")
 
@@ -67,11 +69,12 @@ def run_pipeline(config_text: str, campaign: str, home: Path, *, verbose: bool =
     """Execute the pipeline; return the folder the report was written to. Raises on task failure."""
     import warnings
 
-    os.environ.setdefault("DRIFTLAB_PIPELINE_RETRIES", "0")
     hide_docker_folders()
     from kfp import local
 
-    from driftlab.pipelines.driftlab_pipeline import driftlab_pipeline
+    from driftlab.pipelines.driftlab_pipeline import build_pipeline
+
+    driftlab_pipeline = build_pipeline(retries=0)  # locally a failure is a bug to read, not to wait for
 
     # kfp.local warns that the cluster image is not used locally: that is the point.
     warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"kfp\.local")
@@ -180,7 +183,7 @@ def failure_message(kfp_message: str, log_text: str) -> str:
     return f"task '{task}' failed: {escape(reason)}" if task else f"{kfp_message}: {escape(reason)}"
 
 
-class PipelineFailed(RuntimeError):
+class PipelineFailed(DriftlabError, RuntimeError):
     def __init__(self, message: str, log_path: Path, report_dir: Path):
         super().__init__(message)
         self.log_path = log_path

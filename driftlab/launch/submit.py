@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from driftlab.errors import BadInput
 from driftlab.config import ExperimentConfig, load_config
 
 PIPELINE_NAME = "driftlab"
-SERVICE_ACCOUNT = "driftlab-pipeline"  # manifests/base/rbac.yaml
+SERVICE_ACCOUNT = "driftlab-pipeline"  # manifests/components/core/rbac.yaml
 DB_URL_ENV = "DRIFTLAB_DB_URL"  # the key of Secret driftlab-db the pipeline maps to this variable
 HOST_ENV = "KFP_HOST"
 #: The variable the kfp SDK itself reads for the API address; used when KFP_HOST is unset.
@@ -37,7 +38,7 @@ SCHEDULED_CAMPAIGN = "scheduled-[[ScheduledTime]]"
 CRON_FIELD = re.compile(r"^[0-9A-Za-z*?/,#LW-]+$")
 
 
-class SubmitError(ValueError):
+class SubmitError(BadInput):
     """A submission refused before anything reached the server, with the fix in the message."""
 
 
@@ -111,12 +112,44 @@ def check_cluster_config(config: ExperimentConfig, path: str) -> None:
     cluster_profiles(config)  # raises ProfileError naming the field, e.g. an unknown reference
 
 
-def pipeline_package(out_dir: Path, package: str | None = None) -> Path:
+REGISTRY_ENV = "DRIFTLAB_IMAGE_REGISTRY"
+REGISTRY_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9._:-]*[a-z0-9])?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$")
+
+
+def image_registry(value: str | None = None) -> str:
+    """The image registry: ``--image-registry``, else ``DRIFTLAB_IMAGE_REGISTRY``, else the default.
+
+    Raises:
+        SubmitError: A value that is not a registry path (it names the flag and an example).
+    """
+    from driftlab.components.images import DEFAULT_REGISTRY
+
+    chosen = (value or os.environ.get(REGISTRY_ENV, "")).strip().rstrip("/") or DEFAULT_REGISTRY
+    if not REGISTRY_PATTERN.match(chosen):
+        raise SubmitError(f"--image-registry: {chosen[:80]!r} is not an image registry path; use e.g. "
+                          f"europe-docker.pkg.dev/my-project/driftlab or {DEFAULT_REGISTRY} (no tag, no scheme)")
+    return chosen
+
+
+def compile_pipeline(path: Path | str, *, registry: str | None = None, retries: int | None = None) -> Path:
+    """Compile the pipeline to ``path`` with its images in ``registry`` (see ``image_registry``)."""
+    from kfp import compiler
+
+    from driftlab.pipelines.driftlab_pipeline import CLUSTER_RETRIES, build_pipeline
+
+    definition = build_pipeline(registry=image_registry(registry),
+                                retries=CLUSTER_RETRIES if retries is None else retries)
+    compiler.Compiler().compile(definition, str(path))
+    return Path(path)
+
+
+def pipeline_package(out_dir: Path, package: str | None = None, *, registry: str | None = None) -> Path:
     """The compiled pipeline to submit: ``package`` if given, else compiled from the definition now.
 
     Args:
         out_dir: Where to write the compiled YAML.
         package: A compiled pipeline YAML to use as it is.
+        registry: Image registry when compiling (``--image-registry``; ignored with ``package``).
 
     Returns:
         The YAML's path.
@@ -129,19 +162,8 @@ def pipeline_package(out_dir: Path, package: str | None = None) -> Path:
         if not path.is_file():
             raise SubmitError(f"--package: {package} does not exist; compile one with `driftlab compile --output FILE`")
         return path
-    definition = _import_pipeline()
-    from kfp import compiler
-
-    path = out_dir / "driftlab.yaml"
-    compiler.Compiler().compile(definition, str(path))
-    return path
-
-
-def _import_pipeline():
     # Installed with the package (driftlab.pipelines), so a wheel compiles and submits too.
-    from driftlab.pipelines.driftlab_pipeline import driftlab_pipeline
-
-    return driftlab_pipeline
+    return compile_pipeline(out_dir / "driftlab.yaml", registry=registry)
 
 
 def make_client(host: str, namespace: str | None):
@@ -172,16 +194,17 @@ def _quietly(call: Callable[..., Any], *args, **kwargs) -> Any:
         return call(*args, **kwargs)
 
 
-def _prepare(config_path: str, package: str | None, out_dir: Path) -> tuple[ExperimentConfig, str, Path]:
+def _prepare(config_path: str, package: str | None, out_dir: Path, registry: str | None = None
+             ) -> tuple[ExperimentConfig, str, Path]:
     config = load_config(config_path)
     check_cluster_config(config, config_path)
     text = Path(config_path).read_text(encoding="utf-8")
-    return config, text, pipeline_package(out_dir, package)
+    return config, text, pipeline_package(out_dir, package, registry=registry)
 
 
 def submit(config_path: str, *, host: str | None = None, run_name: str | None = None,
            experiment: str | None = None, campaign: str = "default", namespace: str | None = None,
-           service_account: str = SERVICE_ACCOUNT, package: str | None = None,
+           service_account: str = SERVICE_ACCOUNT, package: str | None = None, image_registry: str | None = None,
            client_factory: Callable[[str, str | None], Any] = make_client) -> Submitted:
     """Start one pipeline run of an experiment file.
 
@@ -194,6 +217,7 @@ def submit(config_path: str, *, host: str | None = None, run_name: str | None = 
         namespace: KFP namespace (else ``KFP_NAMESPACE``; multi-user deployments).
         service_account: Kubernetes service account of the run's Pods.
         package: A compiled pipeline YAML; default: compile the definition now.
+        image_registry: Registry of the images when compiling (else ``DRIFTLAB_IMAGE_REGISTRY``).
         client_factory: Builds the ``kfp.Client`` (host, namespace).
 
     Returns:
@@ -202,7 +226,7 @@ def submit(config_path: str, *, host: str | None = None, run_name: str | None = 
     host = resolve_host(host)
     namespace = namespace or os.environ.get(NAMESPACE_ENV) or None
     with tempfile.TemporaryDirectory(prefix="driftlab-submit-") as tmp:
-        config, text, path = _prepare(config_path, package, Path(tmp))
+        config, text, path = _prepare(config_path, package, Path(tmp), image_registry)
         client = client_factory(host, namespace)
         exp = _quietly(client.create_experiment, experiment or config.name, namespace=namespace)
         name = run_name or f"{config.name}-{campaign}"
@@ -252,7 +276,7 @@ def ensure_pipeline_version(client, path: Path) -> tuple[str, str]:
 def schedule(config_path: str, *, cron: str, host: str | None = None, name: str | None = None,
              experiment: str | None = None, campaign: str = SCHEDULED_CAMPAIGN, namespace: str | None = None,
              service_account: str = SERVICE_ACCOUNT, max_concurrency: int = 1, catchup: bool = False,
-             package: str | None = None,
+             package: str | None = None, image_registry: str | None = None,
              client_factory: Callable[[str, str | None], Any] = make_client) -> Submitted:
     """Create a KFP recurring run of an experiment file on a cron schedule.
 
@@ -268,6 +292,7 @@ def schedule(config_path: str, *, cron: str, host: str | None = None, name: str 
         max_concurrency: Runs of this schedule allowed at once.
         catchup: Whether to start runs missed while the schedule was paused.
         package: A compiled pipeline YAML; default: compile the definition now.
+        image_registry: Registry of the images when compiling (else ``DRIFTLAB_IMAGE_REGISTRY``).
         client_factory: Builds the ``kfp.Client`` (host, namespace).
 
     Returns:
@@ -279,7 +304,7 @@ def schedule(config_path: str, *, cron: str, host: str | None = None, name: str 
     host = resolve_host(host)
     namespace = namespace or os.environ.get(NAMESPACE_ENV) or None
     with tempfile.TemporaryDirectory(prefix="driftlab-schedule-") as tmp:
-        config, text, path = _prepare(config_path, package, Path(tmp))
+        config, text, path = _prepare(config_path, package, Path(tmp), image_registry)
         client = client_factory(host, namespace)
         pipeline_id, version_id = ensure_pipeline_version(client, path)
         exp = _quietly(client.create_experiment, experiment or config.name, namespace=namespace)

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from driftlab.errors import DriftlabError
 from driftlab.report.html import to_html
 from driftlab.report.markdown import to_markdown
 
@@ -29,7 +30,7 @@ def clean(value: Any) -> Any:
     return value
 
 
-class ReportWriteError(OSError):
+class ReportWriteError(DriftlabError, OSError):
     """The report folder cannot be written (read-only, full, no permission); ``errno`` says which."""
 
 

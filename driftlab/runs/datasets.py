@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from driftlab.errors import BadInput
 from driftlab.config import DatasetConfig
 
 
-class DatasetError(ValueError):
+class DatasetError(BadInput):
     """A data file or dataset setting that cannot be used."""
 
 

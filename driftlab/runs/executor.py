@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from driftlab.errors import DriftlabError
 from driftlab.config import ProfileConfig
 from driftlab.config.profiles import PROFILE_ENV_KEYS, ProfileError, env_for
 from driftlab.runs.spec import RunSpec
@@ -38,7 +39,7 @@ MAX_WORKER_RESTARTS = 2
 RESULT_POLL_S = 0.5  # the main thread wakes this often, so Ctrl-C is handled promptly
 
 
-class WorkerDied(RuntimeError):
+class WorkerDied(DriftlabError, RuntimeError):
     """A worker process that exited or closed its pipe."""
 
 

@@ -15,6 +15,8 @@ import importlib
 import inspect
 from typing import Any, Callable
 
+from driftlab.errors import BadInput
+
 MLP_DEFAULTS: dict[str, Any] = {
     "units": 64,
     "layers": 1,
@@ -25,7 +27,7 @@ MLP_DEFAULTS: dict[str, Any] = {
 }
 
 
-class ModelBuildError(ValueError):
+class ModelBuildError(BadInput):
     """A model builder that cannot be used."""
 
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from driftlab.errors import BadInput
 from driftlab.config import ExperimentConfig, plan_changes, plan_hash
 
 
-class CampaignConflict(ValueError):
+class CampaignConflict(BadInput):
     """A campaign that holds runs of another plan than the experiment file now asks for."""
 
 

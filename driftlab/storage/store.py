@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
+from driftlab.errors import DriftlabError
 from driftlab.runs import codec
 
 SCHEMA_VERSION = 2  # 2: driftlab_runs.plan_hash (added to version-1 tables in place)
@@ -114,8 +115,10 @@ reports = sa.Table(
 )
 
 
-class StoreError(RuntimeError):
+class StoreError(DriftlabError, RuntimeError):
     """A results database driftlab cannot use as it is."""
+
+    exit_code = 2  # like bad input: the URL, the server or the tables need a person
 
 
 def _now() -> dt.datetime:

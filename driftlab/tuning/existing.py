@@ -33,6 +33,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
+from driftlab.errors import BadInput
 from driftlab.config import ExperimentConfig
 from driftlab.tuning.commands import StorageRef, is_sqlite_file, parse_storage, study_commands
 from driftlab.tuning.results import summarize
@@ -47,7 +48,7 @@ MAX_LISTED = 10
 OPTUNA_TABLES = ("studies", "trials", "version_info", "alembic_version")
 
 
-class ExistingStudyError(TuningError):
+class ExistingStudyError(TuningError, BadInput):
     """The existing study named by ``tuning.study`` cannot be used; the message says what to do."""
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import optuna
 
+from driftlab.errors import DriftlabError
 from driftlab.config import ExperimentConfig
 from driftlab.tuning import budget as slots
 from driftlab.tuning.search import make_pruner, make_sampler
@@ -35,7 +36,7 @@ Objective = Callable[[optuna.Trial], float]
 MAX_ERROR_CHARS = 2000
 
 
-class TuningError(RuntimeError):
+class TuningError(DriftlabError, RuntimeError):
     """A study that cannot be used as asked; the message says what to do."""
 
 
