@@ -23,9 +23,9 @@ from typing import Any
 
 import optuna
 
+from driftlab.storage.db import engine_kwargs, normalize_url
 from driftlab.tuning import budget as slots
-from driftlab.tuning.storage import (NoFreeSlot, ResilientRDBStorage, SlotJournalStorage, driver_url,
-                                     engine_kwargs_for)
+from driftlab.tuning.storage import NoFreeSlot, ResilientRDBStorage, SlotJournalStorage
 
 HEARTBEAT_S = 5
 
@@ -42,8 +42,8 @@ def make_storage(kind: str, where: str) -> optuna.storages.BaseStorage:
         from optuna.storages.journal import JournalFileBackend
 
         return SlotJournalStorage(JournalFileBackend(where))
-    where = driver_url(where)
-    return ResilientRDBStorage(where, engine_kwargs=engine_kwargs_for(where), heartbeat_interval=HEARTBEAT_S,
+    where = normalize_url(where)
+    return ResilientRDBStorage(where, engine_kwargs=engine_kwargs(where), heartbeat_interval=HEARTBEAT_S,
                                grace_period=3 * HEARTBEAT_S)
 
 

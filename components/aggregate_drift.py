@@ -24,13 +24,12 @@ def aggregate_drift(config_yaml: str, campaign: str, tuning: str, seeds_summary:
     Returns:
         The gate status: PASS, FAIL or INCOMPLETE.
     """
-    import os
     import shutil
     import tempfile
 
-    from driftlab import stages
+    from driftlab import settings, stages
 
-    out_dir = os.environ.get("DRIFTLAB_REPORT_DIR") or tempfile.mkdtemp(prefix="driftlab-report-")
+    out_dir = settings.REPORT_DIR.raw() or tempfile.mkdtemp(prefix="driftlab-report-")
     result = stages.aggregate(config_yaml, campaign, out_dir, tuning_summary=tuning)
     shutil.copyfile(result["paths"]["json"], report_json.path)
     shutil.copyfile(result["paths"]["markdown"], report_md.path)

@@ -12,7 +12,8 @@ def prepare(config_yaml: str, campaign: str) -> list:
         campaign: Name of this measurement campaign; a re-run with the same name resumes.
 
     Returns:
-        Tune worker indices, one ParallelFor iteration each (empty without a search space).
+        Tune worker indices, one ParallelFor iteration each: ``[0]`` without a search space
+        or with an existing study (that worker returns at once), never empty.
     """
     from driftlab import stages
 

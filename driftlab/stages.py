@@ -14,14 +14,25 @@ import sys
 from typing import Any
 
 from driftlab.config import ExperimentConfig, canonical_json, config_hash, load_config_text, plan_hash
-from driftlab.config.profiles import ResolvedProfiles, apply_env, profile_json, resolve_profiles
+from driftlab.config.profiles import (CLUSTER, LOCAL, ResolvedProfiles, apply_env, check_here, profile_json,
+                                      profiles_for)
 from driftlab.runs.spec import RunSpec
 from driftlab.config.seedplan import SeedPoint, check_cap, node_points, seed_points
+from driftlab import settings
+
+
+def where() -> str:
+    """``cluster`` in a Pod of the compiled pipeline (it sets DRIFTLAB_WHERE on every task), else ``local``."""
+    return CLUSTER if settings.WHERE.get() == CLUSTER else LOCAL
 
 
 def is_local() -> bool:
-    # On a cluster the pipeline sets DRIFTLAB_WHERE=cluster on every task.
-    return os.environ.get("DRIFTLAB_WHERE", "local") != "cluster"
+    return where() == LOCAL
+
+
+def _profiles(config: ExperimentConfig) -> ResolvedProfiles:
+    """Which profiles run: one rule for every stage (``profiles_for``)."""
+    return profiles_for(config, where())
 
 
 def load(config_text: str) -> ExperimentConfig:
@@ -39,7 +50,7 @@ def prepare(config_text: str, campaign: str) -> dict[str, Any]:
     from driftlab import tuning
 
     config = load(config_text)
-    profiles = resolve_profiles(config, local=is_local())
+    profiles = _profiles(config)
     total = check_cap(config.seeds, len(profiles.runnable))
     store = _store(config)
     store.experiment_id(config.name)
@@ -93,7 +104,7 @@ def node_tasks(config_text: str, best_params: dict[str, Any] | str) -> list[dict
 
     config = load(config_text)
     local = is_local()
-    profiles = _profiles_for_plan(config, local=local)
+    profiles = _profiles(config)
     from driftlab.config import params
 
     values, given = params.payload(best_params)
@@ -160,7 +171,8 @@ def tune(config_text: str, campaign: str, worker_index: int) -> int:
     config = load(config_text)
     if not config.search_space or config.tuning.study:
         return 0  # nothing to tune (or an existing study): the placeholder worker of prepare()
-    profiles = resolve_profiles(config, local=is_local())
+    profiles = _profiles(config)
+    check_here(profiles.reference, local=is_local())  # trials train here: this node must honour the reference
     apply_env(profiles.reference)  # before TensorFlow is imported, in this process
     from driftlab.runs import training
 
@@ -220,16 +232,6 @@ def select_best_for_kfp(config_text: str, campaign: str, trials_per_worker: list
     return params.encode(values, {k: kinds[k] for k in values if k in kinds}), dumps(summary)
 
 
-def _profiles_for_plan(config: ExperimentConfig, *, local: bool) -> ResolvedProfiles:
-    # On a cluster the planning task's CPU says nothing about other pools' nodes:
-    # resolve with every ISA allowed; each task checks its own node (check_here).
-    if local:
-        return resolve_profiles(config, local=True)
-    from driftlab.config.profiles import ISA_REQUIREMENTS
-
-    return resolve_profiles(config, local=False, flags={f for need in ISA_REQUIREMENTS.values() for f in need})
-
-
 def _run_specs(config: ExperimentConfig, campaign: str, best_params: dict[str, Any], profile,
                points: list[SeedPoint], stage: str) -> list[RunSpec]:
     """One run spec per seed point on ``profile``, in plan order."""
@@ -263,7 +265,7 @@ def _execute(config: ExperimentConfig, specs: list[RunSpec], profile, *, jobs: i
     try:
         with run_progress(len(specs), title, completed=done_before, quiet=quiet) as advance:
             summary = execute(specs, profile, store, exp_id, jobs=jobs, progress=advance,
-                              log_dir=os.environ.get("DRIFTLAB_LOG_DIR"))
+                              log_dir=settings.LOG_DIR.raw())
     except KeyboardInterrupt:
         kept = len(store.done_keys(s.key for s in specs))
         print(f"[driftlab] {title}: interrupted; {kept}/{len(specs)} runs recorded and kept. "
@@ -282,9 +284,9 @@ def _execute(config: ExperimentConfig, specs: list[RunSpec], profile, *, jobs: i
         if len(groups) > 5:
             print(f"[driftlab] {title}: {sum(c for _, c, _ in groups[5:])} more failed run(s) with "
                   f"{len(groups) - 5} other error(s)", file=sys.stderr)
-        log_dir = os.environ.get("DRIFTLAB_LOG_DIR")
+        log_dir = settings.LOG_DIR.raw()
         if log_dir:  # set by `driftlab run` (local_run), with the pipeline's own log file
-            print(f"[driftlab] full log: {os.environ.get('DRIFTLAB_LOG_FILE') or log_dir}", file=sys.stderr)
+            print(f"[driftlab] full log: {settings.LOG_FILE.raw() or log_dir}", file=sys.stderr)
             workers_log = os.path.join(log_dir, f"worker-{profile.name}-{os.getpid()}-*.log")  # executor._Pool
             print(f"[driftlab] full tracebacks: {workers_log}", file=sys.stderr)
         sys.stderr.flush()
@@ -303,7 +305,7 @@ def default_jobs(profile=None) -> int:
     from driftlab.settings import positive_int
     from driftlab.runs.executor import available_cpus
 
-    configured = positive_int("DRIFTLAB_JOBS", example=2)
+    configured = positive_int(settings.JOBS.name, example=2)
     if configured:
         return configured
     if profile is not None and profile.kind == "gpu":
@@ -329,12 +331,11 @@ def retrain_seeds(config_text: str, campaign: str, best_params: dict[str, Any], 
     Returns:
         Counts: profile, planned, skipped (already recorded), trained, failed, seconds, workers.
     """
-    from driftlab.config.profiles import check_here
     from driftlab.config.seedplan import describe, shard
 
     config = load(config_text)
     local = is_local()
-    profiles = _profiles_for_plan(config, local=local)
+    profiles = _profiles(config)
     check_cap(config.seeds, len(profiles.runnable))
     points = shard(seed_points(config.seeds), shard_index, shard_count)
     check_here(profiles.reference, local=local)
@@ -365,7 +366,6 @@ def retrain_node(config_text: str, campaign: str, best_params: dict[str, Any], p
     Returns:
         Counts as ``retrain_seeds``; a skipped profile returns ``skipped_profile`` with the reason.
     """
-    from driftlab.config.profiles import check_here
     from driftlab.config.seedplan import describe, shard
 
     if profile_name == NO_PROFILE:
@@ -373,7 +373,7 @@ def retrain_node(config_text: str, campaign: str, best_params: dict[str, Any], p
                 "workers": 0, "skipped_profile": "the experiment has a single profile"}
     config = load(config_text)
     local = is_local()
-    profiles = _profiles_for_plan(config, local=local)
+    profiles = _profiles(config)
     reason = profiles.skip_reason(profile_name)
     if reason is not None and profile_name != profiles.reference.name:
         print(f"[driftlab] retrain across nodes · {profile_name}: skipped — {reason}", file=sys.stderr, flush=True)
@@ -386,7 +386,7 @@ def retrain_node(config_text: str, campaign: str, best_params: dict[str, Any], p
     specs = _run_specs(config, campaign, best_params, profile, points, "nodes")
     plan_line = describe(config.seeds, nodes=True) + (f"; shard {shard_index + 1}/{shard_count}"
                                                        if shard_count > 1 else "")
-    if jobs is None and local and not os.environ.get("DRIFTLAB_JOBS"):
+    if jobs is None and local and not settings.JOBS.raw():
         # kfp.local runs LOCAL_LOOP_CONCURRENCY node tasks at once on this one machine: share
         # its cores between them instead of each starting a worker per core (fewer TensorFlow
         # imports, no oversubscription, more runs per worker for traced-model reuse).
@@ -403,7 +403,7 @@ def aggregate(config_text: str, campaign: str, out_dir: str, tuning_summary: dic
     from driftlab.drift import analyze, headline_metrics
 
     config = load(config_text)
-    profiles: ResolvedProfiles = _profiles_for_plan(config, local=is_local())
+    profiles: ResolvedProfiles = _profiles(config)
     store = _store(config)
     records = store.load_runs(config.name, campaign, plan=plan_hash(config))  # this plan's runs only
     result = analyze(records, config, reference=profiles.reference.name, profiles=profiles.names())

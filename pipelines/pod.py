@@ -28,6 +28,7 @@ import warnings
 from typing import Any
 
 from kfp import dsl, kubernetes
+from driftlab import settings
 
 # kfp.local ignores resources by design and says so once per task; for `driftlab run`
 # that notice is noise, not news (this module is imported before the local run starts).
@@ -36,7 +37,7 @@ warnings.filterwarnings("ignore", message=r"Task '.*': settings .* have no effec
 
 # Names the manifests (manifests/README.md) define; the compiled YAML refers to them.
 DB_SECRET = "driftlab-db"
-DB_URL_ENV = "DRIFTLAB_DB_URL"
+DB_URL_ENV = settings.DB_URL.name
 POD_LABELS = {"app.kubernetes.io/part-of": "driftlab", "driftlab/role": "pipeline"}
 WHERE_ANNOTATION = "driftlab/where"
 
@@ -56,12 +57,12 @@ def mark_cluster(task: dsl.PipelineTask) -> dsl.PipelineTask:
         The task.
     """
     kubernetes.add_pod_annotation(task, WHERE_ANNOTATION, "cluster")
-    kubernetes.use_field_path_as_env(task, "DRIFTLAB_WHERE", f"metadata.annotations['{WHERE_ANNOTATION}']")
+    kubernetes.use_field_path_as_env(task, settings.WHERE.name, f"metadata.annotations['{WHERE_ANNOTATION}']")
     return task
 
 
 def record_node_name(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    """Expose the node's name as ``DRIFTLAB_NODE_NAME`` (the run fingerprint records it).
+    """Expose the node, Pod and namespace names to a training task (the run fingerprint records them).
 
     Args:
         task: Pipeline task.
@@ -69,7 +70,9 @@ def record_node_name(task: dsl.PipelineTask) -> dsl.PipelineTask:
     Returns:
         The task.
     """
-    kubernetes.use_field_path_as_env(task, "DRIFTLAB_NODE_NAME", "spec.nodeName")
+    kubernetes.use_field_path_as_env(task, settings.NODE_NAME.name, "spec.nodeName")
+    kubernetes.use_field_path_as_env(task, settings.POD_NAME.name, "metadata.name")
+    kubernetes.use_field_path_as_env(task, settings.POD_NAMESPACE.name, "metadata.namespace")
     return task
 
 

@@ -41,7 +41,7 @@ DIVERGING = {"learning_rate": 1e12, "optimizer": "sgd"}  # the loss becomes inf/
 
 def _plan():
     config = stages.load(CONFIG)
-    profile = stages.resolve_profiles(config).reference
+    profile = stages._profiles(config).reference
     points = seed_points(config.seeds)
     good = stages._run_specs(config, CAMPAIGN, {}, profile, points, "seeds")
     diverging = stages._run_specs(config, CAMPAIGN, DIVERGING, profile, points[:1], "seeds")

@@ -350,3 +350,11 @@ def test_the_registry_also_comes_from_the_environment_and_bad_ones_are_refused(t
                                                 "registry.example.com/team/driftlab-gpu:0.1.0"}
     assert main(["compile", "--output", str(tmp_path / "bad.yaml"), "--image-registry", "https://x/y:latest"]) == 2
     assert "--image-registry" in capsys.readouterr().err and not (tmp_path / "bad.yaml").exists()
+
+
+@pytest.mark.parametrize("task", TRAINING_TASKS)
+def test_training_pods_tell_the_fingerprint_their_node_pod_and_namespace(executors, task):
+    fields = {e["name"]: e["fieldPath"] for e in executors[f"exec-{task}"]["fieldPathAsEnv"]}
+    assert fields["DRIFTLAB_NODE_NAME"] == "spec.nodeName"
+    assert fields["DRIFTLAB_POD_NAME"] == "metadata.name"
+    assert fields["DRIFTLAB_POD_NAMESPACE"] == "metadata.namespace"

@@ -37,7 +37,8 @@ def first_run(tmp_path_factory):
 
     config.write_text(TINY_CONFIG)
     home = tmp / "home"
-    proc = run_cli("run", str(config), "--home", str(home), "--campaign", "e2e")
+    # A wide terminal for rich: the report paths must print whole, one per line.
+    proc = run_cli("run", str(config), "--home", str(home), "--campaign", "e2e", env={"COLUMNS": "400"})
     return config, home, proc
 
 
@@ -47,7 +48,10 @@ def test_pipeline_runs_end_to_end_and_prints_the_report_path(first_run):
     assert "Pipeline 'driftlab' finished with status SUCCESS" in proc.stdout
     assert "Sources of variation" in proc.stdout
     report_md = next(home.glob("reports/e2e/*/report.md"))
-    assert str(report_md) in proc.stdout.replace("\n", "").replace(" ", "") or report_md.name in proc.stdout
+    lines = [line.strip() for line in proc.stdout.splitlines()]
+    assert f"Report: {report_md.with_name('report.html')}" in lines, proc.stdout[-3000:]
+    assert str(report_md) in lines, f"the full path of report.md is not on a line of its own:\n{proc.stdout[-3000:]}"
+    assert str(report_md.with_name("report.json")) in lines, proc.stdout[-3000:]
     result = json.loads(report_md.with_name("report.json").read_text())
     assert result["schema"].startswith("driftlab.report/")
     assert result["counts"]["ok"] == PLANNED_RUNS

@@ -95,7 +95,7 @@ def test_interrupted_stage_resumes_with_every_run_recorded_once(database, sig, t
            "DRIFTLAB_TEST_MARKER": marker, "DRIFTLAB_JOBS": "1"}
     env.pop("DRIFTLAB_WHERE", None)
     store = Store(database)
-    planned = {s.key for s in stages._run_specs(stages.load(CONFIG), "camp", {}, stages.resolve_profiles(
+    planned = {s.key for s in stages._run_specs(stages.load(CONFIG), "camp", {}, stages._profiles(
         stages.load(CONFIG)).reference, seed_points(stages.load(CONFIG).seeds), "seeds")}
     assert len(planned) == PLAN_RUNS
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from driftlab.errors import BadInput
+from driftlab import settings
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
@@ -93,7 +93,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def _store(args: argparse.Namespace):
     from driftlab.storage.store import Store, database_url, local_dir
 
-    url_env, configured_dir = "DRIFTLAB_DB_URL", ".driftlab"
+    url_env, configured_dir = settings.DB_URL.name, ".driftlab"
     if args.config:
         from driftlab.config import load_config
 

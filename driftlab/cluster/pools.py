@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from driftlab.config import ExperimentConfig, ProfileConfig, load_config_text
-from driftlab.config.profiles import ISA_REQUIREMENTS, ResolvedProfiles, resolve_profiles
+from driftlab.config.profiles import CLUSTER, ResolvedProfiles, profiles_for
 
 # The driver parses CPU and memory requests as quantities: never empty.
 DEFAULT_CPU_REQUEST = "1"
@@ -20,20 +20,8 @@ DEFAULT_MEMORY_REQUEST = "2Gi"
 
 
 def cluster_profiles(config: ExperimentConfig) -> ResolvedProfiles:
-    """Resolve profiles as a cluster would, from any machine.
-
-    The machine resolving placement says nothing about the nodes a profile
-    runs on, so every oneDNN ISA cap counts as available here; the training
-    task on its node checks its own CPU.
-
-    Args:
-        config: A validated experiment.
-
-    Returns:
-        The resolved profiles, GPU pools included.
-    """
-    every_flag = {flag for need in ISA_REQUIREMENTS.values() for flag in need}
-    return resolve_profiles(config, local=False, flags=every_flag)
+    """Profiles as a cluster resolves them, from any machine: ``profiles_for(config, "cluster")``."""
+    return profiles_for(config, CLUSTER)
 
 
 def placement(profile: ProfileConfig, *, cpu_image: str, gpu_image: str) -> dict[str, Any]:

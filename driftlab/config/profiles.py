@@ -221,6 +221,34 @@ def resolve_profiles(config: ExperimentConfig, *, local: bool = True,
     return ResolvedProfiles(ref, runnable, skipped)
 
 
+LOCAL, CLUSTER = "local", "cluster"
+WHERE = (LOCAL, CLUSTER)
+
+
+def profiles_for(config: ExperimentConfig, where: str) -> ResolvedProfiles:
+    """The one rule for which profiles an experiment runs on; every stage and command uses it.
+
+    Args:
+        config: A validated experiment.
+        where: ``local`` (this machine: ``driftlab run``/``validate``, kfp.local) or ``cluster``
+            (a Pod of the compiled pipeline, or ``driftlab submit`` planning one).
+
+    Returns:
+        Locally: GPU pools skipped with a notice, a CPU profile capped above this CPU refused
+        (oneDNN would silently fall back). On a cluster: every pool; the CPU of the Pod that
+        plans says nothing about other pools' nodes, so ISA caps are not checked here but by
+        each training task on its own node (``check_here``).
+
+    Raises:
+        ProfileError: as ``resolve_profiles``; ``where`` not one of ``local``, ``cluster``.
+    """
+    if where == LOCAL:
+        return resolve_profiles(config, local=True)
+    if where == CLUSTER:
+        return resolve_profiles(config, local=False, flags={f for need in ISA_REQUIREMENTS.values() for f in need})
+    raise ProfileError(f"where: {where!r} is not one of {', '.join(WHERE)}")
+
+
 def profile_json(profile: ProfileConfig) -> dict[str, Any]:
     """The profile as it enters a run spec (and so the run's key)."""
     return profile.model_dump(mode="json")

@@ -11,6 +11,7 @@ import re
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from driftlab import settings
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 BUILDER_PATTERN = r"^mlp$|^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
@@ -283,7 +284,7 @@ class StorageConfig(Strict):
     it, a local SQLite file under ``local_dir`` is used.
     """
 
-    url_env: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")] = "DRIFTLAB_DB_URL"
+    url_env: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")] = settings.DB_URL.name
     local_dir: str = ".driftlab"
 
 

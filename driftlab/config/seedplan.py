@@ -16,6 +16,7 @@ from typing import Sequence, TypeVar
 
 from driftlab.errors import BadInput
 from driftlab.config import SeedPlanConfig
+from driftlab import settings
 
 
 T = TypeVar("T")
@@ -175,7 +176,7 @@ def shard(items: Sequence[T], index: int, count: int) -> list[T]:
 def runs_per_shard() -> int:
     from driftlab.settings import positive_int
 
-    configured = positive_int("DRIFTLAB_RUNS_PER_SHARD", example=DEFAULT_RUNS_PER_SHARD, error=ShardError)
+    configured = positive_int(settings.RUNS_PER_SHARD.name, example=DEFAULT_RUNS_PER_SHARD, error=ShardError)
     return configured or DEFAULT_RUNS_PER_SHARD
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator, TextIO
 
 from driftlab.errors import DriftlabError
+from driftlab import settings
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 SHOWN = re.compile(r"\[driftlab\]|finished with status")
@@ -83,12 +84,12 @@ def run_pipeline(config_text: str, campaign: str, home: Path, *, verbose: bool =
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     report_dir = home / "reports" / campaign / stamp
     log_path = home / "logs" / f"{campaign}-{stamp}.log"
-    os.environ["DRIFTLAB_HOME"] = str(home)
-    os.environ["DRIFTLAB_REPORT_DIR"] = str(report_dir)
-    os.environ["DRIFTLAB_LOG_DIR"] = str(log_path.parent)
-    os.environ["DRIFTLAB_LOG_FILE"] = str(log_path)  # stages name it after their failures ("full log: ...")
-    os.environ["DRIFTLAB_DB_WAIT_AT_OPEN"] = "1"  # the database was reachable at start: tasks wait out outages
-    os.environ["DRIFTLAB_QUIET"] = "1"
+    os.environ[settings.HOME.name] = str(home)
+    os.environ[settings.REPORT_DIR.name] = str(report_dir)
+    os.environ[settings.LOG_DIR.name] = str(log_path.parent)
+    os.environ[settings.LOG_FILE.name] = str(log_path)  # stages name it after their failures ("full log: ...")
+    os.environ[settings.DB_WAIT_AT_OPEN.name] = "1"  # the database was reachable at start: tasks wait out outages
+    os.environ[settings.QUIET.name] = "1"
     # Tasks run "python3 -m kfp.dsl.executor_main": make that this interpreter.
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(home / "kfp"),

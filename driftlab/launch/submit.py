@@ -14,7 +14,6 @@ import io
 import json
 import os
 import re
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +21,11 @@ from typing import Any, Callable
 
 from driftlab.errors import BadInput
 from driftlab.config import ExperimentConfig, load_config
+from driftlab import settings
 
 PIPELINE_NAME = "driftlab"
 SERVICE_ACCOUNT = "driftlab-pipeline"  # manifests/components/core/rbac.yaml
-DB_URL_ENV = "DRIFTLAB_DB_URL"  # the key of Secret driftlab-db the pipeline maps to this variable
+DB_URL_ENV = settings.DB_URL.name  # the key of Secret driftlab-db the pipeline maps to this variable
 HOST_ENV = "KFP_HOST"
 #: The variable the kfp SDK itself reads for the API address; used when KFP_HOST is unset.
 SDK_HOST_ENV = "KF_PIPELINES_ENDPOINT"
@@ -112,7 +112,7 @@ def check_cluster_config(config: ExperimentConfig, path: str) -> None:
     cluster_profiles(config)  # raises ProfileError naming the field, e.g. an unknown reference
 
 
-REGISTRY_ENV = "DRIFTLAB_IMAGE_REGISTRY"
+REGISTRY_ENV = settings.IMAGE_REGISTRY.name
 REGISTRY_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9._:-]*[a-z0-9])?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$")
 
 

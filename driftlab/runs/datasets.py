@@ -20,11 +20,14 @@ import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from driftlab.errors import BadInput
-from driftlab.config import DatasetConfig
+
+if TYPE_CHECKING:  # annotations only: config.schema asks this module for inferred tasks, lazily
+    from driftlab.config import DatasetConfig
 
 
 class DatasetError(BadInput):

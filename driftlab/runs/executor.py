@@ -34,6 +34,7 @@ from driftlab.config.profiles import PROFILE_ENV_KEYS, ProfileError, env_for
 from driftlab.runs.spec import RunSpec
 from driftlab.storage.store import Store
 from driftlab.runs.worker import decode_record
+from driftlab import settings
 
 MAX_WORKER_RESTARTS = 2
 RESULT_POLL_S = 0.5  # the main thread wakes this often, so Ctrl-C is handled promptly
@@ -58,7 +59,7 @@ def available_cpus() -> int:
     return max(1, cpus)
 
 
-DATABASE_ENV_KEYS = ("DRIFTLAB_DB_URL", "DRIFTLAB_TEST_PG_URL")
+DATABASE_ENV_KEYS = (settings.DB_URL.name, settings.TEST_PG_URL.name)
 
 
 def worker_env(profile: ProfileConfig, index: int = 0) -> dict[str, str]:
@@ -68,10 +69,10 @@ def worker_env(profile: ProfileConfig, index: int = 0) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in PROFILE_ENV_KEYS and k not in DATABASE_ENV_KEYS}
     env.update(env_for(profile))
     env["PYTHONUNBUFFERED"] = "1"
-    env["DRIFTLAB_PARENT_PID"] = str(os.getpid())
-    env["DRIFTLAB_PROFILE"] = profile.name
-    env["DRIFTLAB_PROFILE_KIND"] = profile.kind
-    env["DRIFTLAB_NODE_SELECTOR"] = json.dumps(dict(profile.node_selector), sort_keys=True)
+    env[settings.PARENT_PID.name] = str(os.getpid())
+    env[settings.PROFILE.name] = profile.name
+    env[settings.PROFILE_KIND.name] = profile.kind
+    env[settings.NODE_SELECTOR.name] = json.dumps(dict(profile.node_selector), sort_keys=True)
     if profile.kind == "gpu" and profile.accelerator and profile.accelerator.count > 1:
         env["CUDA_VISIBLE_DEVICES"] = str(index % profile.accelerator.count)  # one GPU per worker
     return env

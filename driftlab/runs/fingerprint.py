@@ -4,12 +4,14 @@ What it records: CPU model and SIMD flags, the oneDNN ISAs available, GPU
 product / driver / CUDA / compute capability (from ``nvidia-smi``) and the
 CUDA / cuDNN TensorFlow was built with, TensorFlow / Keras / NumPy / Python
 versions, thread counts, oneDNN and TF32 settings, the profile's env knobs,
-and where it ran. On a cluster the pipeline exposes the node and pod through
-the Kubernetes downward API as environment variables:
+and where it ran. On a cluster the pipeline exposes through the Kubernetes
+downward API (pipelines/pod.py):
 
-- ``DRIFTLAB_NODE_NAME`` ← ``spec.nodeName``
-- ``DRIFTLAB_POD_NAME`` ← ``metadata.name``, ``DRIFTLAB_POD_NAMESPACE`` ← ``metadata.namespace``
-- ``DRIFTLAB_NODE_POOL`` ← the pool label value, when the pipeline sets it.
+- ``DRIFTLAB_NODE_NAME`` ← ``spec.nodeName`` (training tasks)
+- ``DRIFTLAB_POD_NAME`` ← ``metadata.name``, ``DRIFTLAB_POD_NAMESPACE`` ← ``metadata.namespace`` (training tasks)
+- ``DRIFTLAB_WHERE`` ← the ``driftlab/where`` Pod annotation (``cluster``).
+
+``DRIFTLAB_NODE_POOL`` is recorded when a Pod spec sets it (the pipeline does not).
 
 The downward API cannot read node labels, so without ``DRIFTLAB_NODE_POOL``
 the pool is taken from the profile's node selector (``DRIFTLAB_NODE_SELECTOR``,
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from driftlab.config.profiles import PROFILE_ENV_KEYS, cpu_flags, supported_isas
+from driftlab import settings
 
 # Node labels that name a pool on the common clouds, most specific first.
 POOL_LABELS = ("cloud.google.com/gke-nodepool", "eks.amazonaws.com/nodegroup",
@@ -132,10 +135,10 @@ def software() -> dict[str, Any]:
 def node_pool(environ: dict[str, str] | None = None) -> str | None:
     """The pool this process runs on: DRIFTLAB_NODE_POOL, else a pool label of the profile's node selector."""
     env = os.environ if environ is None else environ
-    if env.get("DRIFTLAB_NODE_POOL"):
-        return env["DRIFTLAB_NODE_POOL"]
+    if env.get(settings.NODE_POOL.name):
+        return env[settings.NODE_POOL.name]
     try:
-        selector = json.loads(env.get("DRIFTLAB_NODE_SELECTOR") or "{}")
+        selector = json.loads(env.get(settings.NODE_SELECTOR.name) or "{}")
     except ValueError:
         selector = {}
     return next((str(selector[label]) for label in POOL_LABELS if label in selector), None)
@@ -145,13 +148,13 @@ def placement(environ: dict[str, str] | None = None) -> dict[str, Any]:
     """Where this process runs: node, pod and pool on a cluster (None locally), and the profile."""
     env = os.environ if environ is None else environ
     return {
-        "where": env.get("DRIFTLAB_WHERE", "local"),
-        "node_name": env.get("DRIFTLAB_NODE_NAME") or env.get("NODE_NAME"),
+        "where": env.get(settings.WHERE.name, 'local'),
+        "node_name": env.get(settings.NODE_NAME.name) or env.get("NODE_NAME"),
         "node_pool": node_pool(env),
-        "pod_name": env.get("DRIFTLAB_POD_NAME"),
-        "pod_namespace": env.get("DRIFTLAB_POD_NAMESPACE"),
+        "pod_name": env.get(settings.POD_NAME.name),
+        "pod_namespace": env.get(settings.POD_NAMESPACE.name),
         "in_kubernetes": "KUBERNETES_SERVICE_HOST" in env,
-        "profile": env.get("DRIFTLAB_PROFILE"),
+        "profile": env.get(settings.PROFILE.name),
     }
 
 

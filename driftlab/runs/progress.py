@@ -8,17 +8,17 @@ facts, so a KFP log stays short and readable.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import time
 from typing import Any, Callable, Iterator, TextIO
+from driftlab import settings
 
 Advance = Callable[[Any, dict[str, Any]], None]
 
 
 def quiet_default() -> bool:
     """Quiet unless asked otherwise: DRIFTLAB_QUIET=1 (``driftlab run`` sets it for its tasks)."""
-    return os.environ.get("DRIFTLAB_QUIET", "") not in ("", "0")
+    return settings.QUIET.is_on()
 
 
 def format_eta(seconds: float | None) -> str:

@@ -28,6 +28,7 @@ from driftlab.config import DatasetConfig
 from driftlab.runs.models import accepts_input_shape, build_model, resolve_builder
 from driftlab.runs.predictions import predicted_classes
 from driftlab.runs.spec import RunSpec
+from driftlab import settings
 
 SHUFFLE_STREAM = 0x5EED5  # separates the shuffle generator from any other use of the same seed
 
@@ -132,7 +133,7 @@ def _EpochRecorder(*args):
 # layer may draw op-level seeds at trace time, which a reused trace would
 # freeze. DRIFTLAB_REUSE_MODELS=0 turns reuse off, =1 extends it to user builders.
 
-REUSE_ENV = "DRIFTLAB_REUSE_MODELS"
+REUSE_ENV = settings.REUSE_MODELS.name
 MAX_CACHED_TRAINERS = 4
 
 

@@ -29,6 +29,7 @@ import traceback
 from typing import Any, TextIO
 
 from driftlab.runs import codec
+from driftlab import settings
 
 PR_SET_PDEATHSIG = 1
 
@@ -83,8 +84,8 @@ def _configure_tensorflow() -> str | None:
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
-    if os.environ.get("DRIFTLAB_PROFILE_KIND") == "gpu" and not gpus:
-        return (f"profile '{os.environ.get('DRIFTLAB_PROFILE')}' is a GPU pool but TensorFlow sees no GPU "
+    if settings.PROFILE_KIND.raw() == "gpu" and not gpus:
+        return (f"profile '{settings.PROFILE.raw()}' is a GPU pool but TensorFlow sees no GPU "
                 "on this node; check the pool's accelerator and the image (needs TensorFlow with CUDA)")
     return None
 
@@ -118,7 +119,7 @@ def serve(stdin: TextIO, channel: TextIO) -> None:
 
 
 def main() -> None:
-    parent = int(os.environ.get("DRIFTLAB_PARENT_PID", "0") or 0)
+    parent = int(settings.PARENT_PID.raw() or 0)
     _die_with_parent(parent or os.getppid())
     channel = _protocol_channel()
     serve(sys.stdin, channel)

@@ -15,6 +15,10 @@ writes (runs, experiments, executions, reports; opening the schema inside a
 pipeline task) retries with backoff for ``DRIFTLAB_DB_RETRY_S`` seconds (120
 by default) before giving up with a clear one-line ``StoreError``. Run writes
 are idempotent, so a retried transaction never records a run twice.
+
+The URL, its masking, the engine and the retry loop are ``storage.db``'s,
+shared with Optuna's study storage; ``StoreError``, ``database_url``,
+``local_dir``, ``safe_url`` and ``retry_window`` are importable from here too.
 """
 
 from __future__ import annotations
@@ -22,23 +26,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import sys
 import time
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
 
-from driftlab.errors import DriftlabError
 from driftlab.runs import codec
+from driftlab.storage.db import (  # noqa: F401  (database_url, local_dir, retry_window: re-exported)
+    RESULTS, StoreError, database_url, first_line, is_transient, local_dir, make_engine, mask_secrets,
+    retry_window, retrying, safe_url)
 
 SCHEMA_VERSION = 2  # 2: driftlab_runs.plan_hash (added to version-1 tables in place)
 FINAL_STATUSES = ("ok", "diverged")
-DB_RETRY_ENV = "DRIFTLAB_DB_RETRY_S"
-DEFAULT_DB_RETRY_S = 120.0
-MAX_RETRY_DELAY_S = 5.0
 SCHEMA_ATTEMPTS = 3
 
 T = TypeVar("T")
@@ -115,61 +115,8 @@ reports = sa.Table(
 )
 
 
-class StoreError(DriftlabError, RuntimeError):
-    """A results database driftlab cannot use as it is."""
-
-    exit_code = 2  # like bad input: the URL, the server or the tables need a person
-
-
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
-
-
-def local_dir(configured: str | os.PathLike = ".driftlab") -> Path:
-    """The embedded default's folder; ``DRIFTLAB_HOME`` overrides the config (``driftlab run`` sets it)."""
-    return Path(os.environ.get("DRIFTLAB_HOME") or configured).resolve()
-
-
-def database_url(url_env: str = "DRIFTLAB_DB_URL", local_dir_: str | os.PathLike = ".driftlab") -> str:
-    url = os.environ.get(url_env, "").strip()
-    if url:
-        return url
-    path = local_dir(local_dir_)
-    path.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path / 'driftlab.sqlite'}"
-
-
-def safe_url(url: str) -> str:
-    """The URL as it may be shown to people: password masked."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparseable database URL>"
-
-
-def normalize_url(url: str) -> str:
-    """``postgresql://`` means psycopg2 here (SQLAlchemy 2.1 would pick psycopg 3, not installed)."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg2://" + url[len(prefix):]
-    return url
-
-
-def make_engine(url: str) -> Engine:
-    url = normalize_url(url)
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 60})
-
-        @sa.event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record):  # WAL lets readers and one writer share the file
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=60000")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2, pool_recycle=1800)
 
 
 class Store:
@@ -180,7 +127,7 @@ class Store:
         try:
             self.engine = make_engine(url)
         except (sa.exc.ArgumentError, ValueError, ImportError) as exc:  # a malformed URL, an unknown driver
-            reason = _first_line(exc).replace(_password(url) or "\0", "***")
+            reason = mask_secrets(first_line(exc), url)
             raise StoreError(f"the results database URL {safe_url(url)} cannot be used ({reason}); set it like "
                              "postgresql+psycopg2://USER:PASSWORD@HOST:5432/DATABASE, or unset it for the "
                              "local SQLite default") from None
@@ -233,13 +180,13 @@ class Store:
                 self._check_columns(sa.inspect(conn))
                 self._upsert_meta(conn, "schema_version", str(SCHEMA_VERSION))
         except sa.exc.OperationalError as exc:
-            if self._waiting_at_open and self._transient(exc):
+            if self._waiting_at_open and is_transient(exc):
                 raise  # _open_schema waits for the database
             raise StoreError(f"cannot open the results database {safe_url(self.url)}: "
-                             f"{_first_line(exc.orig)}") from None
+                             f"{first_line(exc)}") from None
         except sa.exc.DatabaseError as exc:
             raise StoreError(f"{safe_url(self.url)} is not a usable results database: "
-                             f"{_first_line(exc.orig)}") from None
+                             f"{first_line(exc)}") from None
 
     def _create_missing_tables(self) -> None:
         for attempt in range(SCHEMA_ATTEMPTS):
@@ -283,40 +230,9 @@ class Store:
         raise StoreError(f"unsupported database dialect '{self.engine.dialect.name}'; use PostgreSQL or SQLite")
 
     # -- outages ------------------------------------------------------------------
-    def _transient(self, exc: sa.exc.DBAPIError) -> bool:
-        # A lost or refused connection; SQLite's OperationalError is a real problem (no such table ...).
-        if exc.connection_invalidated:
-            return True
-        return isinstance(exc, sa.exc.OperationalError) and self.engine.dialect.name != "sqlite"
-
     def _retrying(self, what: str, attempt: Callable[[], T]) -> T:
-        """``attempt()``, retried with backoff while the database is unreachable (see the module docstring)."""
-        window = retry_window()
-        deadline = time.monotonic() + window
-        delay, since = 0.25, None
-        while True:
-            try:
-                result = attempt()
-            except sa.exc.DBAPIError as exc:
-                if not self._transient(exc):
-                    raise
-                reason = _first_line(exc.orig)
-                if time.monotonic() >= deadline:
-                    raise StoreError(
-                        f"the results database {safe_url(self.url)} was unreachable for {window:.0f} s "
-                        f"while {what} ({reason}); runs recorded so far are kept: run the same stage again "
-                        f"to resume (wait longer with {DB_RETRY_ENV})") from None
-                if since is None:
-                    since = time.monotonic()
-                    print(f"[driftlab] results database unreachable while {what} ({reason}); "
-                          f"retrying for up to {window:.0f} s", file=sys.stderr, flush=True)
-                time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
-                delay = min(delay * 2, MAX_RETRY_DELAY_S)
-                continue
-            if since is not None:
-                print(f"[driftlab] results database reachable again after {time.monotonic() - since:.1f} s",
-                      file=sys.stderr, flush=True)
-            return result
+        """``attempt()``, retried while the database is unreachable (``db.retrying``; see the module docstring)."""
+        return retrying(attempt, what, url=self.url, role=RESULTS)
 
     # -- experiments and executions ------------------------------------------
     def experiment_id(self, name: str) -> int:
@@ -522,22 +438,3 @@ def _schema_version(value: str, url: str) -> int:
         raise StoreError(f"the results database {safe_url(url)} has a driftlab_meta schema_version "
                          f"{value!r} that is not a number; it was not made by driftlab") from None
 
-
-def retry_window() -> float:
-    """Seconds to wait for an unreachable database: ``DRIFTLAB_DB_RETRY_S``, else 120."""
-    raw = os.environ.get(DB_RETRY_ENV, "").strip()
-    try:
-        return max(0.0, float(raw)) if raw else DEFAULT_DB_RETRY_S
-    except ValueError:
-        return DEFAULT_DB_RETRY_S
-
-
-def _password(url: str) -> str | None:
-    try:
-        return sa.engine.make_url(url).password
-    except Exception:
-        return None
-
-
-def _first_line(exc: BaseException | None) -> str:
-    return str(exc).strip().splitlines()[0] if exc and str(exc).strip() else type(exc).__name__

@@ -9,8 +9,8 @@ Optuna's journal file. Modules: ``storage`` (where), ``budget`` (the slot
 scheme and why), ``search`` (space, samplers, pruners), ``study``
 (lifecycle, workers), ``results`` (what retraining gets), ``existing``
 (start from a study you already ran: read it, never write it), ``commands``
-(storage forms, and the commands that open a study in Optuna's own tools),
-``bench``.
+(storage forms, and the commands that open a study in Optuna's own tools).
+The tuning benchmark is ``benchmarks/bench_tune.py``, outside the package.
 """
 
 from __future__ import annotations

@@ -26,11 +26,17 @@ So COMPLETE + PRUNED can never exceed the budget, and reaches it unless
 more trials fail than ``failure_limit`` allows. The slots are visible as
 WAITING trials in optuna-dashboard and ``optuna trials``, with system
 attributes ``driftlab:slot`` and (for replacements) ``driftlab:replaces``.
+
+Nothing here imports ``tuning.storage`` (which imports this module for
+``SlotKeepingRetry``: one direction, no cycle); the writes here retry a lost
+database with ``storage.db.retrying``, like every other database call.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +44,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from driftlab.config import ExperimentConfig
-from driftlab.tuning.storage import fail_stale_trials, has_heartbeat, with_db_retry
+from driftlab.storage.db import STUDY, retrying
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +81,29 @@ def counts(study: optuna.Study) -> Counts:
         by_state[trial.state] = by_state.get(trial.state, 0) + 1
     return Counts(*(by_state.get(s, 0) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING,
                                                   TrialState.WAITING, TrialState.FAIL)))
+
+
+def has_heartbeat(storage: optuna.storages.BaseStorage) -> bool:
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    return is_heartbeat_enabled(storage)
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Optuna's ``fail_stale_trials`` (experimental in name only, it runs inside every optimize)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def _study_url(study: optuna.Study) -> str | None:
+    """The study's database URL (Optuna wraps an RDB storage in a cache); None for a journal."""
+    storage = study._storage
+    return getattr(getattr(storage, "_backend", storage), "url", None)
+
+
+def _retrying(study: optuna.Study, attempt: Callable[[], None], what: str) -> None:
+    retrying(attempt, what, url=_study_url(study), role=STUDY)
 
 
 def effective_budget(config: ExperimentConfig) -> int:
@@ -132,7 +161,7 @@ def add_replacement(study: optuna.Study, failed: FrozenTrial, *, retry: bool) ->
                    for t in study.get_trials(deepcopy=False)):
             study.add_trial(template)
 
-    with_db_retry(attempt, "add_replacement")
+    _retrying(study, attempt, f"giving back the slot of trial {failed.number}")
     return True
 
 
@@ -151,7 +180,7 @@ def top_up(study: optuna.Study, budget: int) -> int:
             study.add_trial(_slot_template())
             added += 1
 
-    with_db_retry(attempt, "top_up")
+    _retrying(study, attempt, "adding the budget's slots")
     if counts(study).occupied > budget:
         log.warning("study '%s' already holds more trials than the budget of %d (it was lowered); "
                     "the trials already queued will still run", study.study_name, budget)

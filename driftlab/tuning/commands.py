@@ -16,8 +16,9 @@ names, or driftlab's own study storage):
 
 Redis journals (``redis://``) are not supported.
 
-``study_commands`` prints commands with the password masked (``***``); a
-journal path is printed as it is. Both tools recognise an existing journal
+``study_commands`` prints commands with the password masked (``***``, by
+``storage.db.safe_url``, every form: ``user:pw@``, ``?password=``); a journal
+path is printed as it is. Both tools recognise an existing journal
 file by its path: ``optuna-dashboard PATH`` and ``optuna ... --storage PATH``
 (Optuna's CLI guesses ``JournalFileBackend`` for an existing file; unlike
 ``--storage-class JournalFileBackend``, a mistyped path then fails instead of
@@ -31,9 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from driftlab.tuning.storage import driver_url
+from driftlab.storage.db import JOURNAL_SCHEME, normalize_url, safe_url
 
-JOURNAL_SCHEME = "journal://"
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
@@ -49,8 +49,6 @@ class StorageRef:
         """What may be shown to people: the URL with its password masked, or the journal path."""
         if self.kind == "journal":
             return self.target
-        from driftlab.storage.store import safe_url
-
         return safe_url(self.target)
 
 
@@ -60,7 +58,7 @@ def parse_storage(value: str) -> StorageRef:
     if value.startswith(JOURNAL_SCHEME):
         return StorageRef("journal", str(Path(value[len(JOURNAL_SCHEME):]).expanduser().absolute()))
     if "://" in value:
-        return StorageRef("rdb", driver_url(value))
+        return StorageRef("rdb", normalize_url(value))
     return StorageRef("journal", str(Path(value).expanduser().absolute()))
 
 

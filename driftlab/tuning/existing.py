@@ -37,7 +37,7 @@ from driftlab.errors import BadInput
 from driftlab.config import ExperimentConfig
 from driftlab.tuning.commands import StorageRef, is_sqlite_file, parse_storage, study_commands
 from driftlab.tuning.results import summarize
-from driftlab.tuning.storage import _first_line, engine_kwargs_for, with_db_retry
+from driftlab.storage.db import STUDY, DatabaseUnreachable, engine_kwargs, first_line, make_engine, retrying
 from driftlab.tuning.study import TuningError
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,12 @@ def storage_from_env(config: ExperimentConfig) -> StorageRef:
 
 
 def _unreachable(ref: StorageRef, env: str, exc: BaseException) -> ExistingStudyError:
+    if isinstance(exc, DatabaseUnreachable):
+        reason = f"{exc.reason} (still unreachable after {exc.window:.0f} s)"
+    else:
+        reason = first_line(exc, typed=True)
     return ExistingStudyError(f"tuning.storage_env: cannot read the Optuna storage in {env} ({ref.shown}): "
-                              f"{_first_line(exc)}; check the URL, that the server is up and reachable from "
+                              f"{reason}; check the URL, that the server is up and reachable from "
                               "here, and the user's permissions")
 
 
@@ -96,7 +100,7 @@ def _check_rdb(ref: StorageRef, env: str) -> None:
                                      "does not exist; give the path of the file your study is in "
                                      "(sqlite:///relative.db or sqlite:////absolute/path.db)")
     try:
-        engine = sa.create_engine(ref.target, **engine_kwargs_for(ref.target))
+        engine = make_engine(ref.target, sqlite_wal=False)  # read only: leave the file's journal mode alone
     except ImportError as exc:
         raise ExistingStudyError(f"tuning.storage_env: {env} ({ref.shown}) needs a database driver that is not "
                                  f"installed ({exc}); driftlab ships psycopg2 (postgresql) and sqlite") from None
@@ -110,7 +114,8 @@ def _check_rdb(ref: StorageRef, env: str) -> None:
                 revision = conn.execute(sa.text("SELECT COUNT(*) FROM alembic_version")).scalar()
                 return tables, bool(version), bool(revision)
 
-        tables, has_version, has_revision = with_db_retry(probe, "open existing study storage")
+        tables, has_version, has_revision = retrying(probe, "checking the existing study's tables",
+                                                     url=ref.target, role=STUDY)
     except ExistingStudyError:
         raise
     except Exception as exc:
@@ -144,12 +149,14 @@ def open_storage(ref: StorageRef, env: str) -> optuna.storages.BaseStorage:
             return JournalStorage(JournalFileBackend(str(path)))
         except Exception as exc:
             raise ExistingStudyError(f"tuning.storage_env: cannot read the journal file {path} in {env}: "
-                                     f"{_first_line(exc)}; is it an Optuna journal (JournalFileBackend)?") from None
+                                     f"{first_line(exc, typed=True)}; is it an Optuna journal (JournalFileBackend)?") from None
     _check_rdb(ref, env)
     try:
-        return with_db_retry(lambda: optuna.storages.RDBStorage(
-            ref.target, engine_kwargs=engine_kwargs_for(ref.target), skip_table_creation=True,
-            skip_compatibility_check=False), "open existing study storage")
+        return retrying(lambda: optuna.storages.RDBStorage(
+            ref.target, engine_kwargs=engine_kwargs(ref.target), skip_table_creation=True,
+            skip_compatibility_check=False), "opening the existing study's storage", url=ref.target, role=STUDY)
+    except DatabaseUnreachable as exc:  # a RuntimeError too, but not Optuna's schema complaint below
+        raise _unreachable(ref, env, exc) from None
     except RuntimeError as exc:  # schema from another Optuna version: Optuna's message says what to run
         raise ExistingStudyError(f"tuning.storage_env: the study database in {env} ({ref.shown}) cannot be read "
                                  f"by this Optuna {optuna.__version__}: {exc}") from None
@@ -201,7 +208,8 @@ def load_existing(config: ExperimentConfig, top_k: int | None = None) -> dict[st
     ref = storage_from_env(config)
     storage = open_storage(ref, env)
     try:
-        directions, trials = with_db_retry(lambda: _read(storage, ref, name, env), "read existing study")
+        directions, trials = retrying(lambda: _read(storage, ref, name, env), "reading the existing study",
+                                      url=ref.target if ref.kind == "rdb" else None, role=STUDY)
     except ExistingStudyError:
         raise
     except Exception as exc:

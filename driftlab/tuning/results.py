@@ -10,8 +10,8 @@ from optuna.trial import TrialState
 
 from driftlab.config import ExperimentConfig
 from driftlab.tuning import budget as slots
-from driftlab.tuning.commands import StorageRef, study_commands
-from driftlab.tuning.storage import database_url, driver_url, journal_path, storage_for
+from driftlab.tuning.commands import study_commands
+from driftlab.tuning.storage import storage_for, storage_ref
 from driftlab.tuning.study import TuningError, study_name, trial_row
 
 
@@ -85,14 +85,6 @@ def summarize(study: str, trials: list[optuna.trial.FrozenTrial], *, direction: 
         "stability": stability(values, maximize=maximize),
         "trials": [trial_row(t) for t in trials],
     }
-
-
-def storage_ref(config: ExperimentConfig) -> StorageRef:
-    """Where driftlab's own study for ``config`` lives (the database URL, else the journal file)."""
-    url = database_url(config)
-    if url:
-        return StorageRef("rdb", driver_url(url))
-    return StorageRef("journal", str(journal_path(config).absolute()))
 
 
 def best(config: ExperimentConfig, campaign: str, top_k: int | None = None) -> dict[str, Any]:

@@ -4,8 +4,12 @@ Both storages are Optuna's own classes with two additions (see ``budget``):
 trials are only ever created from a template (the budget's slots), and, for
 the database, every call survives a dropped connection or a restarting
 server: it is retried with exponential backoff for up to
-``DRIFTLAB_DB_RETRY_S`` (120 s, shared with the results store). The schema is
-untouched, so optuna-dashboard and the ``optuna`` CLI read the study as it is.
+``DRIFTLAB_DB_RETRY_S`` (120 s). The schema is untouched, so optuna-dashboard
+and the ``optuna`` CLI read the study as it is.
+
+The URL (``DRIFTLAB_DB_URL``, the results store's; else the journal file),
+its masking, the engine settings, what counts as a lost connection and the
+retry loop are ``storage.db``'s, the same as the results store's.
 
 Local default, measured (``benchmarks/bench_tune.py``): Optuna's journal
 file takes concurrent worker processes without "database is locked" (it
@@ -19,9 +23,6 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import logging
-import os
-import random
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,18 +33,15 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from driftlab.config import ExperimentConfig
+from driftlab.storage.db import (  # noqa: F401  (POOL_SIZE: re-exported, tests read it here)
+    JOURNAL_SCHEME, POOL_SIZE, STUDY, database_url, engine_kwargs, local_path, normalize_url, retrying, safe_url)
+from driftlab.tuning.budget import SlotKeepingRetry
+from driftlab.tuning.commands import StorageRef
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: How long one storage call keeps retrying a lost database before giving up.
-#: First and largest pause between retries (doubling, with jitter).
-RETRY_FIRST_PAUSE_S = 0.2
-RETRY_MAX_PAUSE_S = 5.0
-#: Connection pool per worker process: main thread + heartbeat thread + slack.
-POOL_SIZE = 2
-POOL_MAX_OVERFLOW = 2
 #: Grace before a silent trial is declared dead, in heartbeat intervals.
 GRACE_HEARTBEATS = 3
 
@@ -52,61 +50,9 @@ class NoFreeSlot(Exception):
     """Raised instead of creating a trial beyond the budget (see ``budget``)."""
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` (or its cause) is a lost connection rather than a real error."""
-    import sqlalchemy.exc as sa_exc
-
-    seen: BaseException | None = exc
-    for _ in range(6):
-        if seen is None:
-            return False
-        if isinstance(seen, sa_exc.DBAPIError) and seen.connection_invalidated:
-            return True
-        if isinstance(seen, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError,
-                             sa_exc.PendingRollbackError)):
-            return True
-        if type(seen).__module__.startswith("psycopg2") and type(seen).__name__ in (
-                "OperationalError", "InterfaceError"):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _first_line(exc: BaseException) -> str:
-    root: BaseException = exc
-    while root.__cause__ is not None:
-        root = root.__cause__
-    text = str(root).strip().splitlines()
-    return f"{type(root).__name__}: {text[0] if text else ''}"
-
-
-def with_db_retry(call: Callable[[], T], what: str, reset: Callable[[], None] | None = None) -> T:
-    """Run ``call``; on a transient database error, retry with backoff for ``store.retry_window()``.
-
-    Args:
-        call: The storage call.
-        what: Its name, for the log.
-        reset: Run before each retry (drops a session left in a failed transaction).
-    """
-    from driftlab.storage.store import retry_window  # one window for results and studies: DRIFTLAB_DB_RETRY_S
-
-    deadline = time.monotonic() + retry_window()
-    pause = RETRY_FIRST_PAUSE_S
-    attempt = 0
-    while True:
-        try:
-            return call()
-        except Exception as exc:
-            attempt += 1
-            if not is_transient(exc) or time.monotonic() + pause > deadline:
-                raise
-            # The message comes from the driver, which never includes the password.
-            log.warning("database call %s failed (%s); retry %d in %.1fs", what, _first_line(exc),
-                        attempt, pause)
-            time.sleep(pause * (0.5 + random.random() / 2))
-            if reset is not None:
-                reset()
-            pause = min(pause * 2, RETRY_MAX_PAUSE_S)
+def _study_retrying(storage: RDBStorage, call: Callable[[], T], what: str) -> T:
+    """``db.retrying`` for a call on ``storage``, dropping its failed session before each retry."""
+    return retrying(call, what, url=storage.url, role=STUDY, reset=storage.scoped_session.remove)
 
 
 def _retrying(name: str) -> Callable[..., Any]:
@@ -114,7 +60,7 @@ def _retrying(name: str) -> Callable[..., Any]:
 
     @functools.wraps(base)
     def method(self, *args, **kwargs):
-        return with_db_retry(lambda: base(self, *args, **kwargs), name, self.scoped_session.remove)
+        return _study_retrying(self, lambda: base(self, *args, **kwargs), f"calling {name}")
 
     return method
 
@@ -138,7 +84,7 @@ def _retrying_state_change(self, trial_id: int, state: TrialState, values=None) 
                 return True
             raise
 
-    return with_db_retry(call, "set_trial_state_values", self.scoped_session.remove)
+    return _study_retrying(self, call, "calling set_trial_state_values")
 
 
 class ResilientRDBStorage(RDBStorage):
@@ -152,8 +98,7 @@ class ResilientRDBStorage(RDBStorage):
         return super()._create_new_trial(study_id, template_trial)
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-        return with_db_retry(lambda: self._stale_trial_ids(study_id), "_get_stale_trial_ids",
-                             self.scoped_session.remove)
+        return _study_retrying(self, lambda: self._stale_trial_ids(study_id), "looking for stale trials")
 
     def _stale_trial_ids(self, study_id: int) -> list[int]:
         # Optuna skips RUNNING trials that never wrote a heartbeat (a worker
@@ -201,36 +146,20 @@ class SlotJournalStorage(JournalStorage):
         return super().create_new_trial(study_id, template_trial)
 
 
-def database_url(config: ExperimentConfig) -> str:
-    """The study database URL from the environment variable the config names; '' means local."""
-    return os.environ.get(config.storage.url_env, "").strip()
-
-
 def journal_path(config: ExperimentConfig) -> Path:
-    from driftlab.storage.store import local_dir
-
-    return local_dir(config.storage.local_dir) / "optuna-journal.log"
-
-
-def driver_url(url: str) -> str:
-    """``postgresql://`` pinned to psycopg2, the driver driftlab ships (SQLAlchemy 2.1 would pick psycopg 3)."""
-    for plain in ("postgresql://", "postgres://"):
-        if url.startswith(plain):
-            return "postgresql+psycopg2://" + url[len(plain):]
-    return url
+    """The local default: Optuna's journal file under ``storage.local_dir`` (``db.STUDY``)."""
+    return local_path(config.storage.local_dir, STUDY)
 
 
-def engine_kwargs_for(url: str) -> dict[str, Any]:
-    """Pool settings: pre-ping (a dead pooled connection is replaced, not used), bounded size."""
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"timeout": 60}
-        return kwargs
-    kwargs.update(pool_size=POOL_SIZE, max_overflow=POOL_MAX_OVERFLOW, pool_timeout=30, pool_recycle=1800)
-    if url.startswith("postgresql"):
-        kwargs["connect_args"] = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30,
-                                  "keepalives_interval": 10, "keepalives_count": 3}
-    return kwargs
+def storage_ref(config: ExperimentConfig) -> StorageRef:
+    """Where driftlab's own study for ``config`` lives: the database in ``storage.url_env``, else the journal.
+
+    The variable's value is always a database URL (the results store's), whatever it looks like.
+    """
+    url = database_url(config.storage.url_env, config.storage.local_dir, role=STUDY)
+    if url.startswith(JOURNAL_SCHEME):
+        return StorageRef("journal", url[len(JOURNAL_SCHEME):])
+    return StorageRef("rdb", normalize_url(url))
 
 
 def storage_for(config: ExperimentConfig, *, stale_callback: Callable[..., None] | None = None
@@ -245,34 +174,15 @@ def storage_for(config: ExperimentConfig, *, stale_callback: Callable[..., None]
     Returns:
         A storage whose study the ``optuna`` CLI and dashboard read unchanged.
     """
-    from driftlab.storage.store import safe_url
-    from driftlab.tuning.budget import SlotKeepingRetry
-
-    url = driver_url(database_url(config))
-    if url:
+    ref = storage_ref(config)
+    if ref.kind == "rdb":
+        url = ref.target
         heartbeat = config.tuning.heartbeat_seconds
         callback = stale_callback or SlotKeepingRetry(config)
         log.info("Optuna study storage: %s (heartbeat %ss)", safe_url(url), heartbeat)
-        return with_db_retry(lambda: ResilientRDBStorage(
-            url, engine_kwargs=engine_kwargs_for(url), heartbeat_interval=heartbeat,
+        return retrying(lambda: ResilientRDBStorage(
+            url, engine_kwargs=engine_kwargs(url), heartbeat_interval=heartbeat,
             grace_period=heartbeat * GRACE_HEARTBEATS, heartbeat_stale_trial_callback=callback),
-            "connect")
-    path = journal_path(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    log.info("Optuna study storage: journal file %s", path)
-    return SlotJournalStorage(JournalFileBackend(str(path)))
-
-
-def has_heartbeat(storage: optuna.storages.BaseStorage) -> bool:
-    from optuna.storages._heartbeat import is_heartbeat_enabled
-
-    return is_heartbeat_enabled(storage)
-
-
-def fail_stale_trials(study: optuna.Study) -> None:
-    """Optuna's ``fail_stale_trials`` (experimental in name only, it runs inside every optimize)."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
+            "opening the study storage", url=url, role=STUDY)
+    log.info("Optuna study storage: journal file %s", ref.target)
+    return SlotJournalStorage(JournalFileBackend(ref.target))

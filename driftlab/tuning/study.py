@@ -27,7 +27,8 @@ from driftlab.errors import DriftlabError
 from driftlab.config import ExperimentConfig
 from driftlab.tuning import budget as slots
 from driftlab.tuning.search import make_pruner, make_sampler
-from driftlab.tuning.storage import NoFreeSlot, fail_stale_trials, has_heartbeat, storage_for
+from driftlab.tuning.budget import fail_stale_trials, has_heartbeat
+from driftlab.tuning.storage import NoFreeSlot, storage_for
 
 log = logging.getLogger(__name__)
 
