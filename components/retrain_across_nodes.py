@@ -19,6 +19,4 @@ def retrain_across_nodes(config_yaml: str, campaign: str, node: dict) -> dict:
     """
     from driftlab import stages
 
-    return stages.retrain_node(config_yaml, campaign, node["best_params"], node["profile"], quiet=True,
-                               shard_index=int(node.get("shard_index", 0)),
-                               shard_count=int(node.get("shard_count", 1)))
+    return stages.retrain_node_item(config_yaml, campaign, node)

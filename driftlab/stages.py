@@ -13,6 +13,7 @@ import os
 import sys
 from typing import Any
 
+from driftlab.contracts import NodeItem, PreparedPlan, StageSummary, node_item_from_kfp, to_kfp
 from driftlab.config import ExperimentConfig, canonical_json, config_hash, load_config_text, plan_hash
 from driftlab.config.profiles import (CLUSTER, LOCAL, ResolvedProfiles, apply_env, check_here, profile_json,
                                       profiles_for)
@@ -45,7 +46,7 @@ def _store(config: ExperimentConfig):
     return Store.from_config(config)
 
 
-def prepare(config_text: str, campaign: str) -> dict[str, Any]:
+def prepare(config_text: str, campaign: str) -> PreparedPlan:
     """Validate everything, create the study, and return what the pipeline fans out over."""
     from driftlab import tuning
 
@@ -63,7 +64,7 @@ def prepare(config_text: str, campaign: str) -> dict[str, Any]:
     else:
         study = tuning.create_study(config, campaign) if config.search_space else None
     others = [p.name for p in profiles.runnable if p.name != profiles.reference.name]
-    return {
+    return PreparedPlan(**{
         "study": study,
         # Never an empty list: kfp.local cannot collect the outputs of an empty ParallelFor.
         # Without a search space one worker runs and returns at once (no trial, no TensorFlow).
@@ -72,14 +73,14 @@ def prepare(config_text: str, campaign: str) -> dict[str, Any]:
         "profiles": others,
         "skipped_profiles": [{"name": p.name, "reason": why} for p, why in profiles.skipped],
         "planned_runs": total,
-    }
+    })
 
 
 NO_PROFILE = ""  # the placeholder loop item of an experiment with a single profile
 LOCAL_LOOP_CONCURRENCY = 2  # kfp.local runs at most this many ParallelFor iterations at once
 
 
-def node_tasks(config_text: str, best_params: dict[str, Any] | str) -> list[dict[str, Any]]:
+def node_tasks(config_text: str, best_params: dict[str, Any] | str) -> list[NodeItem]:
     """The retrain-across-nodes loop items: one per (profile besides the reference, shard).
 
     Each item is self-contained for a ParallelFor iteration: ``profile``,
@@ -112,7 +113,7 @@ def node_tasks(config_text: str, best_params: dict[str, Any] | str) -> list[dict
     tuned = params.encode(params.decode(config, best_params), {k: kinds[k] for k in values if k in kinds})  # JSON text: ints stay ints in a loop item
     n_runs = len(node_points(config.seeds))
     count = shard_count(n_runs, local=local)
-    items = []
+    items: list[NodeItem] = []
     for p in profiles.runnable:
         if p.name == profiles.reference.name:
             continue
@@ -134,7 +135,7 @@ def node_tasks(config_text: str, best_params: dict[str, Any] | str) -> list[dict
                       "tolerations": [], "accelerator_type": "", "accelerator_count": 0,
                       "shard_index": 0, "shard_count": 1, "runs": 0})
     # kfp.local refuses a loop item holding None ("Value must be one of ... Got None"): unset fields are left out.
-    return [{k: v for k, v in item.items() if v is not None} for item in items]
+    return [to_kfp(item) for item in items]
 
 
 def _seed_spec(config: ExperimentConfig, campaign: str, hparams: dict[str, Any], point: SeedPoint,
@@ -225,7 +226,7 @@ def select_best_for_kfp(config_text: str, campaign: str, trials_per_worker: list
     best = select_best(config_text, campaign)
     values = dict(best.get("best_params") or {})
     kinds = {**params.value_kinds(values), **params.declared_kinds(config)}
-    summary = kfp_safe({k: v for k, v in best.items() if k != "trials"})
+    summary = to_kfp({k: v for k, v in best.items() if k != "trials"})
     summary["trials_per_worker"] = [int(n) for n in (trials_per_worker or [])]
     if best.get("best_value") is not None:
         print(f"[driftlab] best {best.get('best_value')} (trial {best.get('best_trial')}): {values}", flush=True)
@@ -243,7 +244,7 @@ def _run_specs(config: ExperimentConfig, campaign: str, best_params: dict[str, A
 
 
 def _execute(config: ExperimentConfig, specs: list[RunSpec], profile, *, jobs: int, quiet: bool,
-             label: str, plan_line: str = "") -> dict[str, Any]:
+             label: str, plan_line: str = "") -> StageSummary:
     """Announce the plan, train what is not recorded yet, and summarise.
 
     The announcement (planned runs, already recorded, to train, workers) is
@@ -290,9 +291,9 @@ def _execute(config: ExperimentConfig, specs: list[RunSpec], profile, *, jobs: i
             workers_log = os.path.join(log_dir, f"worker-{profile.name}-{os.getpid()}-*.log")  # executor._Pool
             print(f"[driftlab] full tracebacks: {workers_log}", file=sys.stderr)
         sys.stderr.flush()
-    return {"profile": profile.name, "planned": summary.planned, "skipped": summary.skipped,
-            "trained": summary.trained, "failed": summary.failed, "seconds": round(summary.seconds, 2),
-            "workers": summary.workers}
+    return StageSummary(profile=profile.name, planned=summary.planned, skipped=summary.skipped,
+                        trained=summary.trained, failed=summary.failed, seconds=round(summary.seconds, 2),
+                        workers=summary.workers)
 
 
 def default_jobs(profile=None) -> int:
@@ -314,9 +315,9 @@ def default_jobs(profile=None) -> int:
     return max(1, available_cpus() // threads)
 
 
-def retrain_seeds(config_text: str, campaign: str, best_params: dict[str, Any], *,
+def retrain_seeds(config_text: str, campaign: str, best_params: dict[str, Any] | str, *,
                   jobs: int | None = None, quiet: bool = False, shard_index: int = 0, shard_count: int = 1
-                  ) -> dict[str, Any]:
+                  ) -> StageSummary:
     """The full seed plan on the reference profile, determinism on and off.
 
     Args:
@@ -345,9 +346,9 @@ def retrain_seeds(config_text: str, campaign: str, best_params: dict[str, Any], 
                     quiet=quiet, label="retrain across seeds", plan_line=plan_line)
 
 
-def retrain_node(config_text: str, campaign: str, best_params: dict[str, Any], profile_name: str, *,
+def retrain_node(config_text: str, campaign: str, best_params: dict[str, Any] | str, profile_name: str, *,
                  jobs: int | None = None, quiet: bool = False, shard_index: int = 0, shard_count: int = 1
-                 ) -> dict[str, Any]:
+                 ) -> StageSummary:
     """The deterministic seed runs on one more profile (node pool).
 
     A GPU pool reached locally is skipped with a notice (nothing trains); a
@@ -369,16 +370,16 @@ def retrain_node(config_text: str, campaign: str, best_params: dict[str, Any], p
     from driftlab.config.seedplan import describe, shard
 
     if profile_name == NO_PROFILE:
-        return {"profile": NO_PROFILE, "planned": 0, "skipped": 0, "trained": 0, "failed": 0, "seconds": 0.0,
-                "workers": 0, "skipped_profile": "the experiment has a single profile"}
+        return StageSummary(profile=NO_PROFILE, planned=0, skipped=0, trained=0, failed=0, seconds=0.0, workers=0,
+                            skipped_profile="the experiment has a single profile")
     config = load(config_text)
     local = is_local()
     profiles = _profiles(config)
     reason = profiles.skip_reason(profile_name)
     if reason is not None and profile_name != profiles.reference.name:
         print(f"[driftlab] retrain across nodes · {profile_name}: skipped — {reason}", file=sys.stderr, flush=True)
-        return {"profile": profile_name, "planned": 0, "skipped": 0, "trained": 0, "failed": 0, "seconds": 0.0,
-                "workers": 0, "skipped_profile": reason}
+        return StageSummary(profile=profile_name, planned=0, skipped=0, trained=0, failed=0, seconds=0.0, workers=0,
+                            skipped_profile=reason)
     profile = profiles.by_name(profile_name)
     check_cap(config.seeds, len(profiles.runnable))
     points = shard(node_points(config.seeds), shard_index, shard_count)
@@ -450,13 +451,11 @@ def config_record(config_text: str) -> tuple[str, str, str]:
     return config.name, config_hash(config), canonical_json(config)
 
 
-def kfp_safe(value: Any) -> Any:
-    """Drop None values, recursively: KFP (kfp.local at least) refuses None inside task outputs."""
-    if isinstance(value, dict):
-        return {k: kfp_safe(v) for k, v in value.items() if v is not None}
-    if isinstance(value, (list, tuple)):
-        return [kfp_safe(v) for v in value if v is not None]
-    return value
+def retrain_node_item(config_text: str, campaign: str, node: dict[str, Any] | str) -> StageSummary:
+    """``retrain_node`` for one loop item as KFP delivered it (``contracts.node_item_from_kfp``)."""
+    item = node_item_from_kfp(node)
+    return retrain_node(config_text, campaign, item["best_params"], item["profile"], quiet=True,
+                        shard_index=item["shard_index"], shard_count=item["shard_count"])
 
 
 def dumps(value: Any) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import sqlalchemy as sa
 
@@ -211,6 +213,8 @@ def test_retrying_gives_up_after_the_window_with_one_line(monkeypatch):
                        "(connection refused); runs recorded so far are kept: run the same stage again to resume "
                        "(wait longer with DRIFTLAB_DB_RETRY_S)")
     assert 30.0 <= clock.now - 1000.0 <= 30.5 and max(clock.sleeps) == 5.0
+    again = pickle.loads(pickle.dumps(info.value))  # crosses process boundaries intact
+    assert str(again) == message and again.reason == "connection refused" and again.window == 30.0
     with pytest.raises(db.StoreError, match="^the Optuna study database was unreachable for 30 s while reading"):
         db.retrying(attempt, "reading", url=None, role=db.STUDY)
 

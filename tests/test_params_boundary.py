@@ -97,3 +97,18 @@ def test_tuning_summary_counts_are_integers_even_after_a_struct():
     assert [type(typed[k]) for k in ("best_trial", "n_complete", "n_failed")] == [int, int, int]
     assert typed["trials_per_worker"] == [3, 3] and type(typed["trials_per_worker"][0]) is int
     assert type(typed["stability"]["k"]) is int and type(typed["best_value"]) is float
+
+
+def test_node_items_and_stage_summaries_get_their_whole_numbers_back(monkeypatch):
+    from driftlab.contracts import node_item_from_kfp, stage_summary_from_kfp
+
+    monkeypatch.delenv("DRIFTLAB_WHERE", raising=False)
+    text = CONFIG.replace("pools: [{name: cpu-default}]", "pools: [{name: cpu-default}, {name: cpu-b}]")
+    item = through_struct(stages.node_tasks(text, {"units": 27})[0])
+    assert type(item["shard_count"]) is float, "control: a Struct really made the count a float"
+    typed = node_item_from_kfp(item)
+    assert [type(typed[k]) for k in ("shard_index", "shard_count", "runs", "accelerator_count")] == [int] * 4
+    assert node_item_from_kfp(json.dumps({"profile": "p", "best_params": "{}"}))["shard_count"] == 1
+    summary = stage_summary_from_kfp(through_struct({"profile": "p", "planned": 4, "trained": 4, "failed": 0,
+                                                     "skipped": 0, "workers": 2, "seconds": 1.5}))
+    assert type(summary["planned"]) is int and summary["seconds"] == 1.5

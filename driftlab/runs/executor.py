@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from driftlab.contracts import RunRecord
 from driftlab.errors import DriftlabError
 from driftlab.config import ProfileConfig
 from driftlab.config.profiles import PROFILE_ENV_KEYS, ProfileError, env_for
@@ -105,7 +106,7 @@ class Worker:
             raise WorkerDied(f"worker for profile '{self.profile.name}' exited with code {code}")
         return json.loads(line)
 
-    def run(self, spec: RunSpec) -> dict[str, Any]:
+    def run(self, spec: RunSpec) -> RunRecord:
         """Train one spec in this worker and return its record."""
         try:
             self.proc.stdin.write(json.dumps({"spec": spec.to_json()}) + "\n")

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from driftlab.contracts import RunRecord
 from driftlab.runs import codec, datasets
 from driftlab.config import DatasetConfig
 from driftlab.runs.models import accepts_input_shape, build_model, resolve_builder
@@ -219,7 +220,7 @@ def _clear_session() -> None:
         _runs_since_gc = 0
 
 
-def train(spec: RunSpec, *, epoch_callback=None) -> dict[str, Any]:
+def train(spec: RunSpec, *, epoch_callback=None) -> RunRecord:
     """Train one run and return its record (arrays as NumPy, not yet packed).
 
     ``epoch_callback(epoch, val_metrics)`` is called after each epoch; it may

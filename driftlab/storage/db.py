@@ -93,7 +93,7 @@ MASK = "***"
 
 
 class StoreError(DriftlabError, RuntimeError):
-    """A results database driftlab cannot use as it is."""
+    """A database (the results store's; past the retry window, the study's too) driftlab cannot use as it is."""
 
     exit_code = 2  # like bad input: the URL, the server or the tables need a person
 
@@ -101,7 +101,7 @@ class StoreError(DriftlabError, RuntimeError):
 class DatabaseUnreachable(StoreError):
     """A database (results or study) stayed unreachable for the whole retry window; the message is one line."""
 
-    def __init__(self, message: str, *, reason: str, what: str, window: float):
+    def __init__(self, message: str, *, reason: str = "", what: str = "", window: float = 0.0):  # defaults: pickling
         super().__init__(message)
         self.reason, self.what, self.window = reason, what, window
 

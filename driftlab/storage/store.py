@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import time
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from driftlab import settings
 from driftlab.runs import codec
 from driftlab.storage.db import (  # noqa: F401  (database_url, local_dir, retry_window: re-exported)
     RESULTS, StoreError, database_url, first_line, is_transient, local_dir, make_engine, mask_secrets,
@@ -151,7 +151,7 @@ class Store:
         refused connection is an outage. Anywhere else (``driftlab run`` itself, ``report history``) it is
         most likely a wrong URL: refused at once.
         """
-        if not (os.environ.get("DRIFTLAB_DB_WAIT_AT_OPEN") == "1" or os.environ.get("DRIFTLAB_WHERE") == "cluster"):
+        if not (settings.DB_WAIT_AT_OPEN.raw() == "1" or settings.WHERE.get() == "cluster"):
             self._ensure_schema()
             return
         self._waiting_at_open = True
