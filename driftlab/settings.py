@@ -2,7 +2,7 @@
 
 This is the one module that names them; the rest of driftlab reads and sets them through
 the ``Setting`` objects below (``settings.JOBS.get()``, ``env[settings.PROFILE.name] = ...``),
-and ``tests/test_settings.py`` fails on a ``DRIFTLAB_*`` string anywhere else. Three kinds:
+and ``tests/config/test_settings.py`` fails on a ``DRIFTLAB_*`` string anywhere else. Three kinds:
 
 - **yours**: knobs a person or a cluster sets (the database URL, retry window, workers, ...);
 - **driftlab run → its tasks**: how ``driftlab run`` tells the kfp.local task processes it

@@ -26,23 +26,23 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-MINE = ["tests/test_fault_database.py", "tests/test_fault_concurrency.py", "tests/test_fault_runs.py",
-        "tests/test_fault_store.py", "tests/test_bad_input.py", "tests/test_security.py"]
+MINE = ["tests/reliability/test_fault_database.py", "tests/reliability/test_fault_concurrency.py", "tests/reliability/test_fault_runs.py",
+        "tests/reliability/test_fault_store.py", "tests/reliability/test_bad_input.py", "tests/reliability/test_security.py"]
 #: Fault tests owned by other parts: (test node id, a part of its parameter id or "", the fault it injects).
 REFERENCED = [
-    ("tests/test_resume.py::test_interrupted_stage_resumes_with_every_run_recorded_once", "sigint",
+    ("tests/reliability/test_resume.py::test_interrupted_stage_resumes_with_every_run_recorded_once", "sigint",
      "retrain stage interrupted (Ctrl-C), re-run resumes"),
-    ("tests/test_resume.py::test_interrupted_stage_resumes_with_every_run_recorded_once", "sigkill",
+    ("tests/reliability/test_resume.py::test_interrupted_stage_resumes_with_every_run_recorded_once", "sigkill",
      "retrain stage SIGKILLed (preemption): workers die with it, re-run resumes"),
-    ("tests/test_tuning_cluster.py::test_sigkilled_worker_trial_fails_and_is_retried", "",
+    ("tests/tuning/test_tuning_cluster.py::test_sigkilled_worker_trial_fails_and_is_retried", "",
      "tune worker SIGKILLed: its trial failed and retried"),
-    ("tests/test_tuning_cluster.py::test_workers_survive_dropped_connections", "",
+    ("tests/tuning/test_tuning_cluster.py::test_workers_survive_dropped_connections", "",
      "tune workers' DB connections dropped"),
-    ("tests/test_tuning_cluster.py::test_workers_meet_the_budget_exactly", "",
+    ("tests/tuning/test_tuning_cluster.py::test_workers_meet_the_budget_exactly", "",
      "8 and 16 concurrent tune workers, one study: exact budget"),
-    ("tests/test_tuning_local.py::test_rerun_reclaims_a_trial_left_running_by_a_dead_local_worker", "",
+    ("tests/tuning/test_tuning_local.py::test_rerun_reclaims_a_trial_left_running_by_a_dead_local_worker", "",
      "dead local tune worker: trial reclaimed on re-run"),
-    ("tests/test_seedplan.py::test_shards_partition_the_plan", "",
+    ("tests/config/test_seedplan.py::test_shards_partition_the_plan", "",
      "shards partition the plan (a retried pod redoes only its shard)"),
 ]
 FIGURE = "reliability"

@@ -11,7 +11,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-PG_URL = os.environ.get("DRIFTLAB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if str(FIXTURES) not in sys.path:
@@ -24,6 +23,8 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(FIXTURES), os.environ
 from driftlab.launch.local import hide_docker_folders  # noqa: E402
 
 hide_docker_folders()
+
+from support.storages import PG_URL, STORAGES, supply  # noqa: E402  (tests/ is on sys.path: conftest's folder)
 
 
 def _admin_connect():
@@ -110,3 +111,10 @@ def home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("DRIFTLAB_HOME", str(h))
     monkeypatch.delenv("DRIFTLAB_DB_URL", raising=False)
     return h
+
+
+@pytest.fixture(params=STORAGES)
+def database_url(request, tmp_path):
+    """A fresh, empty results database: SQLite, then the real PostgreSQL (``db``)."""
+    with supply(request.param, tmp_path) as url:
+        yield url

@@ -129,7 +129,7 @@ def _EpochRecorder(*args):
 # and dropout seeds are drawn exactly as in a fresh process), copies every
 # variable of it (weights and seed-generator states) into the traced model and
 # restores the optimizer's pristine state. The arithmetic is the same graph on
-# the same values, so the digest equals a fresh process's (tests/test_executor.py
+# the same values, so the digest equals a fresh process's (tests/runs/test_executor.py
 # proves it). Only the built-in ``mlp`` builder is reused by default: a user
 # layer may draw op-level seeds at trace time, which a reused trace would
 # freeze. DRIFTLAB_REUSE_MODELS=0 turns reuse off, =1 extends it to user builders.
