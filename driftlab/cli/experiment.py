@@ -102,8 +102,7 @@ def cmd_run(args) -> int:
     except local_run.PipelineFailed as exc:
         report_dir = exc.report_dir
         status = "failed"
-        gate_failed = (report_dir / "report.json").exists() and "check-gate" in str(exc)
-        if not gate_failed:
+        if not exc.gate_only:
             store.finish_execution(execution, "failed")
             console.print(f"[red]pipeline failed[/]: {exc}\n  full log: {exc.log_path}")
             return EXIT_FAILED

@@ -101,8 +101,9 @@ def run_pipeline(config_text: str, campaign: str, home: Path, *, verbose: bool =
         except Exception as exc:
             kfp_line = (ANSI.sub("", str(exc)).strip().splitlines() or [type(exc).__name__])[0]
             sys.stdout.flush()
-            raise PipelineFailed(failure_message(kfp_line, _read_from(log_path, start)),
-                                 log_path, report_dir) from None
+            log_text = _read_from(log_path, start)
+            raise PipelineFailed(failure_message(kfp_line, log_text), log_path, report_dir,
+                                 task=failing_task(kfp_line, log_text)) from None
     return report_dir
 
 
@@ -185,10 +186,20 @@ def failure_message(kfp_message: str, log_text: str) -> str:
 
 
 class PipelineFailed(DriftlabError, RuntimeError):
-    def __init__(self, message: str, log_path: Path, report_dir: Path):
+    """A task of the local pipeline failed; ``task`` names it (``check-gate``: the gate did not pass)."""
+
+    GATE_TASK = "check-gate"
+
+    def __init__(self, message: str, log_path: Path, report_dir: Path, *, task: str | None = None):
         super().__init__(message)
         self.log_path = log_path
         self.report_dir = report_dir
+        self.task = task
+
+    @property
+    def gate_only(self) -> bool:
+        """Only the gate check failed: the measurement and its report are complete."""
+        return self.task == self.GATE_TASK and (self.report_dir / "report.json").exists()
 
 
 def hide_docker_folders() -> None:

@@ -124,8 +124,8 @@ class ResilientRDBStorage(RDBStorage):
 
 
 # Every call a worker makes retries a lost connection. create_new_trial is not
-# here: adding a slot is retried by ``budget.add_slot``, which first checks
-# whether the attempt whose reply was lost did land.
+# here: adding a slot is retried by ``budget.top_up`` / ``budget.add_replacement``, each of which
+# first checks whether the attempt whose reply was lost did land.
 for _name in ("get_study_id_from_name", "get_study_name_from_id", "get_study_directions",
               "get_study_user_attrs", "get_study_system_attrs", "get_all_studies", "set_study_user_attr",
               "set_study_system_attr", "get_trial", "get_trial_id_from_study_id_trial_number",
