@@ -415,6 +415,9 @@ def aggregate(config_text: str, campaign: str, out_dir: str, tuning_summary: dic
     tuning_summary = typed_tuning_summary(tuning_summary)
     if tuning_summary:
         result["tuning"] = {k: v for k, v in tuning_summary.items() if k != "trials"}
+        from driftlab.drift.optimism import attach
+
+        attach(result, records)  # the best trial's value against retraining it (report.json "optimism")
     paths = report.write_all(result, out_dir)
     store.save_report(config.name, campaign, result["gate"]["status"], result)
     return {"paths": paths, "gate": result["gate"]["status"], "summary": result["summary"],

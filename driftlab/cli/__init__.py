@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from driftlab.cli import cluster as cli_cluster, experiment, report as cli_report, tools
+from driftlab.cli import cluster as cli_cluster, compare as cli_compare, experiment, report as cli_report, tools
 
 # Exit statuses: 0 gate PASS, 1 the pipeline failed, 2 bad input, 3 gate FAIL, 4 gate INCOMPLETE
 # (a planned measurement did not happen), 130 interrupted. See driftlab.drift.gate.EXIT_CODES.
@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     prof = sub.add_parser("profiles", help="list the CPU profiles this machine can run")
     prof.set_defaults(func=tools.cmd_profiles)
     cli_report.register(sub)  # report show|history, gate
+    cli_compare.register(sub)  # compare A B (two campaigns, paired by seed point)
     cli_cluster.register(sub)  # submit, schedule, pools discover
     return parser
 

@@ -56,6 +56,11 @@ def cmd_validate(args) -> int:
           f"({', '.join(profiles.names())}), reference {profiles.reference.name}.")
     for p, why in profiles.skipped:
         print(f"  {'note' if p.name == profiles.reference.name else 'skipped'} {p.name}: {why}")
+    from driftlab.drift.stats import plan_advice
+
+    for line in plan_advice({"init": len(config.seeds.init), "shuffle": len(config.seeds.shuffle),
+                             "split": len(config.seeds.split)}):
+        print(f"  {line}")
     return EXIT_OK
 
 
@@ -124,8 +129,10 @@ def print_summary(console, result: dict[str, Any]) -> None:
     from rich.table import Table
 
     metric = result["metric"]["name"]
+    # Regression has no label disagreement: the column is the RMS prediction difference, in target units.
+    dis = "disagreement" if result.get("task", "classification") == "classification" else "RMS prediction diff"
     table = Table(title=f"Sources of variation ({metric}, n={result['metric']['n_eval']} eval rows)")
-    for col in ("source", "metric SD", "disagreement", "identical weights"):
+    for col in ("source", "metric SD", dis, "identical weights"):
         table.add_column(col, justify="right" if col != "source" else "left")
     for name, s in result["sources"].items():
         if s.get("planned") and not s.get("varied"):
@@ -137,7 +144,7 @@ def print_summary(console, result: dict[str, Any]) -> None:
     console.print(table)
     if result["hardware"]:
         hw = Table(title=f"Profiles vs reference {result['reference']}")
-        for col in ("profile", "Δ metric", "disagreement", "identical weights", "drift ÷ seed noise"):
+        for col in ("profile", "Δ metric", dis, "identical weights", "drift ÷ seed noise"):
             hw.add_column(col, justify="right" if col != "profile" else "left")
         for prof, h in result["hardware"].items():
             if h.get("compared"):

@@ -14,6 +14,8 @@ from driftlab.errors import BadInput
 from driftlab import settings
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
+#: How ``driftlab compare`` (driftlab/cli/compare.py) is called; ``report history`` names it.
+COMPARE_USAGE = "driftlab compare A B --experiment NAME [--home DIR | --config FILE] [--gate] [--format text|json]"
 
 
 class BadReport(BadInput):
@@ -129,6 +131,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2, default=str))
     else:
         print(history.to_markdown(rows), end="")
+        print(f"compare two campaigns: {COMPARE_USAGE}")
     return EXIT_OK
 
 

@@ -8,7 +8,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from driftlab.drift import gate, stats
+from driftlab.drift.churn import example_stats
 from driftlab.drift.determinism import determinism_stats
+from driftlab.drift.floors import apply_regression_floor
 from driftlab.drift.hardware import disagreement_matrix, profile_stats, versions
 from driftlab.drift.runs import Run, finished_runs
 from driftlab.drift.sources import SOURCES, comparison_mode, seed_noise, source_groups, source_stats
@@ -126,6 +128,8 @@ def analyze(records: Iterable[dict[str, Any]], config: Any, *, reference: str,
                      if any(r.profile == p for r in runs)},
         "budgets": config.tolerances.model_dump(mode="json"),
     }
+    apply_regression_floor(result, runs, reference=reference, mode=mode, metric=metric)
+    result.update(example_stats(runs, reference=reference, mode=mode, task=task, sources=sources))
     result["gate"] = gate.evaluate(config.tolerances, result, task=task)
     result["summary"] = summarize(result)
     return result

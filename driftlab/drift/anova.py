@@ -92,3 +92,27 @@ def shares(variances: dict[str, float]) -> dict[str, float | None]:
     """Each variance over their sum; None for every entry when the sum is zero."""
     total = sum(v for v in variances.values() if v is not None)
     return {k: (v / total if total > 0 and v is not None else None) for k, v in variances.items()}
+
+
+SHARE_BOOTSTRAP = 500  # parametric bootstrap draws for share intervals
+SHARE_SEED = 0  # fixed: the same records always give the same intervals
+MIN_SHARE_LEVELS = 3  # a main effect with fewer levels gets no share
+
+
+def simulate_fit(res: dict[str, Any], shape: Sequence[int], r: int, rng: np.random.Generator,
+                 n: int) -> np.ndarray:
+    """``n`` tables of shape ``(*shape, r)`` drawn from the fitted random-effects model (truncated components)."""
+    k = len(shape)
+    y = np.zeros((n, *shape, r))
+    for t, axes in zip(res["terms"], _subsets(k)):
+        if t["variance"] > 0:
+            size = [n] + [shape[a] if a in axes else 1 for a in range(k)] + [1]
+            y = y + rng.normal(0.0, np.sqrt(t["variance"]), size)
+    if res["residual"]["variance"] > 0:
+        y = y + rng.normal(0.0, np.sqrt(res["residual"]["variance"]), y.shape)
+    return y
+
+
+def percentile_ci(draws: np.ndarray) -> list[float]:
+    lo, hi = np.percentile(draws, [2.5, 97.5])
+    return [float(lo), float(hi)]

@@ -39,6 +39,37 @@ def verdict(on: dict[str, Any], off: dict[str, Any]) -> str:
     return "removes" if on["identical_share"] == 1.0 else "partial"
 
 
+def switch(runs: Sequence[Run], *, reference: str, metric: str, task: str) -> dict[str, Any]:
+    """The determinism switch as its own comparison: each (seeds, repeat) run with determinism on
+    paired with the same point with it off, on the reference profile.
+
+    ``metric_delta_*`` is metric(off) − metric(on); ``fit_time_ratio_on_off`` is mean fit time on ÷ off
+    over the pairs; the pair statistics (disagreement, identical_share, ...) are those of ``compare``.
+    """
+    points: dict[tuple, dict[bool, Run]] = defaultdict(dict)
+    for r in runs:
+        if r.profile == reference:
+            points[(r.seeds, r.repeat)][r.deterministic] = r
+    pairs = [(v[True], v[False]) for _, v in sorted(points.items()) if True in v and False in v]
+    if not pairs:
+        return {"compared": 0, "note": "no run made with determinism both on and off at the same seeds"}
+    d = np.array([off.metrics[metric] - on.metrics[metric] for on, off in pairs
+                  if metric in on.metrics and metric in off.metrics])
+    t_on = [on.fit_s for on, off in pairs if on.fit_s is not None and off.fit_s is not None]
+    t_off = [off.fit_s for on, off in pairs if on.fit_s is not None and off.fit_s is not None]
+    res = compare([list(p) for p in pairs], task)
+    out: dict[str, Any] = {
+        "compared": len(pairs),
+        "identical": int(round(res["identical_share"] * len(pairs))),
+        "metric_delta_mean": float(np.mean(d)) if d.size else None,
+        "metric_delta_max_abs": float(np.max(np.abs(d))) if d.size else None,
+        "fit_time_ratio_on_off": stats.ratio(float(np.mean(t_on)) if t_on else None,
+                                             float(np.mean(t_off)) if t_off else None),
+    }
+    out.update({k: v for k, v in res.items() if k != "pairs"})
+    return out
+
+
 def determinism_stats(runs: Sequence[Run], *, reference: str, metric: str, task: str) -> dict[str, Any]:
     """Repeats with determinism on and off (reference profile), per-profile identity, fit-time ratio.
 
@@ -67,4 +98,5 @@ def determinism_stats(runs: Sequence[Run], *, reference: str, metric: str, task:
         "fit_time_ratio_on_off": stats.ratio(float(np.mean(t_on)) if t_on else None,
                                              float(np.mean(t_off)) if t_off else None),
         "fit_time_pairs": len(matched),
+        "switch": switch(runs, reference=reference, metric=metric, task=task),
     }

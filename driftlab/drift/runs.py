@@ -44,6 +44,7 @@ class Run:
     fit_s: float | None
     n_eval: int
     fingerprint: dict[str, Any] = field(default_factory=dict)
+    truth: np.ndarray | None = None  # the eval rows' true labels / targets (record ``eval_labels``)
 
     @property
     def seeds(self) -> tuple[int, int, int]:
@@ -83,7 +84,8 @@ def from_record(record: dict[str, Any], task: str) -> Run:
         weights=None if weights is None else np.asarray(weights), weights_kind=record.get("weights_kind"),
         weights_digest=record.get("weights_digest"),
         fit_s=float(timings["fit_s"]) if timings.get("fit_s") is not None else None,
-        n_eval=int(pred.shape[0]), fingerprint=record.get("fingerprint") or {})
+        n_eval=int(pred.shape[0]), fingerprint=record.get("fingerprint") or {},
+        truth=None if record.get("eval_labels") is None else np.asarray(record["eval_labels"]))
 
 
 def finished_runs(records: Iterable[dict[str, Any]], task: str) -> list[Run]:

@@ -65,14 +65,79 @@ def source_groups(runs: Sequence[Run], source: str, reference: str, mode: bool) 
     raise ValueError(f"unknown source '{source}'; one of {', '.join(SOURCES)}")
 
 
-def metric_spread(groups: Sequence[Sequence[Run]], metric: str) -> dict[str, Any]:
-    """Pooled within-group SD of one metric, with bootstrap and normal-theory 95% CIs."""
+def _level(r: Run, source: str) -> Any:
+    return r.seeds[SEED_INDEX[source]] if source in SEED_INDEX else r.profile
+
+
+def _key(r: Run, source: str) -> tuple:
+    return tuple(x for j, x in enumerate(r.seeds) if source not in SEED_INDEX or j != SEED_INDEX[source])
+
+
+def crossed_table(groups: Sequence[Sequence[Run]], source: str, metric: str) -> np.ndarray | None:
+    """The groups as a balanced crossed table: axis 0 the source's levels, then one axis per held-fixed seed.
+
+    None when a cell is missing or repeated (unbalanced), or for nondeterminism (repeats share no level).
+    """
+    if source == "nondeterminism":
+        return None
+    runs = [r for g in groups for r in g if metric in r.metrics]
+    if not runs:
+        return None
+    levels = sorted({_level(r, source) for r in runs}, key=str)
+    keys = [sorted({_key(r, source)[j] for r in runs}) for j in range(len(_key(runs[0], source)))]
+    shape = (len(levels), *[len(k) for k in keys])
+    if len(runs) != int(np.prod(shape)):
+        return None
+    y = np.full(shape, np.nan)
+    for r in runs:
+        idx = (levels.index(_level(r, source)), *[keys[j].index(x) for j, x in enumerate(_key(r, source))])
+        if not np.isnan(y[idx]):
+            return None
+        y[idx] = r.metrics[metric]
+    return None if np.isnan(y).any() else y
+
+
+def level_interval(groups: Sequence[Sequence[Run]], source: str, metric: str, var: float | None,
+                   df: int) -> dict[str, Any]:
+    """The 95% interval on a source's SD that respects how many independent levels it has.
+
+    Balanced crossed groups: Graybill-Wang interval over the ANOVA terms containing the source
+    (Satterthwaite df reported as ``df_effective``). Otherwise a chi-square interval with df = the
+    pooled df when no level is shared between groups (repeats; a single sweep: L levels, L - 1 df),
+    else the conservative df = levels - 1.
+    """
+    values = [r for g in groups for r in g if metric in r.metrics]
+    n_levels = (max(len(g) for g in groups) if source == "nondeterminism"
+                else len({_level(r, source) for r in values}))
+    table = crossed_table(groups, source, metric) if len(groups) > 1 else None
+    if table is not None:
+        res = stats.crossed_sd_interval(table, 0)
+        return {"levels": n_levels, "df_effective": res["df_effective"], "ci95": res["ci95"],
+                "ci_method": "Graybill-Wang interval over the crossed ANOVA terms containing the source "
+                             f"({n_levels} levels, Satterthwaite df {res['df_effective']:.1f})"}
+    if source == "nondeterminism" or len(groups) == 1:
+        nu, how = float(df), "independent runs" if source == "nondeterminism" else "one sweep"
+    else:
+        nu, how = float(max(n_levels - 1, 1)), "unbalanced groups sharing levels: conservative df = levels - 1"
+    return {"levels": n_levels, "df_effective": nu if df else None, "ci95": stats.sd_ci_from_var(var, nu),
+            "ci_method": f"chi-square interval, df {nu:g} ({how})"}
+
+
+def metric_spread(groups: Sequence[Sequence[Run]], metric: str, source: str = "init") -> dict[str, Any]:
+    """Pooled within-group SD of one metric with its level-aware 95% CI (see :func:`level_interval`)."""
     values = [[r.metrics[metric] for r in g if metric in r.metrics] for g in groups]
     var, df = stats.pooled_variance(values)
     sd = None if var is None else float(np.sqrt(var))
     flat = [v for g in values for v in g]
-    return {"sd": sd, "ci95": stats.bootstrap_ci(values), "ci95_normal": stats.chi2_ci(sd, df), "df": df,
-            "mean": float(np.mean(flat)) if flat else None}
+    out = {"sd": sd, "df": df, "mean": float(np.mean(flat)) if flat else None}
+    if var is None:
+        out.update(ci95=None, ci95_normal=None, df_effective=None, levels=None, ci_method=None)
+    else:
+        ivl = level_interval(groups, source, metric, var, df)
+        out.update(ci95=ivl["ci95"], df_effective=ivl["df_effective"], levels=ivl["levels"],
+                   ci_method=ivl["ci_method"],
+                   ci95_normal=stats.sd_ci_from_var(var, ivl["df_effective"]) if ivl["df_effective"] else None)
+    return out
 
 
 def source_stats(runs: Sequence[Run], source: str, *, reference: str, mode: bool, metric: str,
@@ -81,17 +146,19 @@ def source_stats(runs: Sequence[Run], source: str, *, reference: str, mode: bool
     groups = source_groups(runs, source, reference, mode)
     if not groups:
         return {"varied": False, "label": LABELS[source], "note": NOT_VARIED[source]}
-    metrics = {m: metric_spread(groups, m) for m in metric_names}
-    primary = metrics.get(metric) or metric_spread(groups, metric)
+    metrics = {m: metric_spread(groups, m, source) for m in metric_names}
+    primary = metrics.get(metric) or metric_spread(groups, metric, source)
     n_eval = groups[0][0].n_eval
     floor = stats.noise_floor(primary["mean"], n_eval) if metric == "accuracy" else None
     out: dict[str, Any] = {
         "varied": True, "label": LABELS[source], "groups": len(groups), "runs": sum(len(g) for g in groups),
-        "levels": max(len(g) for g in groups),
+        "levels": primary["levels"] or max(len(g) for g in groups),
         "metric_sd": primary["sd"], "metric_sd_ci95": primary["ci95"],
-        "metric_sd_ci95_normal": primary["ci95_normal"], "metric_df": primary["df"],
+        "metric_sd_ci95_normal": primary["ci95_normal"],
+        "metric_df": primary["df"], "metric_df_effective": primary["df_effective"], "ci_method": primary["ci_method"],
         "metric_mean": primary["mean"], "noise_floor": floor,
-        "sd_to_noise_floor": stats.ratio(primary["sd"], floor), "metrics": metrics,
+        "sd_to_noise_floor": stats.ratio(primary["sd"], floor),
+        "levels_to_tell": stats.levels_to_tell(primary["sd"], floor), "metrics": metrics,
     }
     out.update(compare(groups, task))
     return out
@@ -104,12 +171,61 @@ def seed_noise(runs: Sequence[Run], sources: dict[str, Any], *, reference: str, 
     Hardware drift is divided by this SD (drift / seed-noise ratio). Pair
     averages are combined from the per-source results, weighted by pairs.
     """
-    groups = [g for s in SEED_SOURCES for g in source_groups(runs, s, reference, mode)]
+    per_source = {s: source_groups(runs, s, reference, mode) for s in SEED_SOURCES}
+    groups = [g for s in SEED_SOURCES for g in per_source[s]]
     if not groups:
         return {"sd": None, "disagreement": None, "note": "no seed was varied: seed noise unknown"}
-    var, df = stats.pooled_variance([[r.metrics[metric] for r in g if metric in r.metrics] for g in groups])
+    values = [[r.metrics[metric] for r in g if metric in r.metrics] for g in groups]
+    var, _ = stats.pooled_variance(values)
     varied = [sources[s] for s in SEED_SOURCES if sources[s].get("varied")]
     pairs = sum(s["pairs"] for s in varied)
-    return {"sd": None if var is None else float(np.sqrt(var)), "df": df,
-            "disagreement": sum(s["disagreement"] * s["pairs"] for s in varied) / pairs,
-            "rms_diff": float(np.sqrt(sum(s["rms_diff"] ** 2 * s["pairs"] for s in varied) / pairs))}
+    distinct, df = _distinct_df([r for g in groups for r in g if metric in r.metrics], groups)
+    out = {"sd": None if var is None else float(np.sqrt(var)), "runs": distinct, "df": df,
+           "disagreement": sum(s["disagreement"] * s["pairs"] for s in varied) / pairs,
+           "rms_diff": float(np.sqrt(sum(s["rms_diff"] ** 2 * s["pairs"] for s in varied) / pairs))}
+    out.update(_seed_noise_interval(per_source, metric, var, df))
+    return out
+
+
+def _distinct_df(members: Sequence[Run], groups: Sequence[Sequence[Run]]) -> tuple[int, int]:
+    """Distinct runs in the groups and their df: distinct runs minus connected components (runs shared by
+    two groups count once; each set of groups linked by shared runs spends one df on its mean)."""
+    ids = {id(r): i for i, r in enumerate({id(r): r for r in members}.values())}
+    parent = list(range(len(ids)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for g in groups:
+        idx = [ids[id(r)] for r in g if id(r) in ids]
+        for i in idx[1:]:
+            parent[find(i)] = find(idx[0])
+    components = len({find(i) for i in range(len(ids))})
+    return len(ids), len(ids) - components
+
+
+def _seed_noise_interval(per_source: dict[str, list[list[Run]]], metric: str, var: float | None,
+                         df: int) -> dict[str, Any]:
+    """95% CI of the seed-noise SD: Graybill-Wang over the crossed seed table's terms, each weighted by how many
+    varied seed factors it holds (the pooled estimate counts a term once per source containing it); otherwise
+    chi-square with the distinct-run df."""
+    varied = [s for s in SEED_SOURCES if per_source[s]]
+    table = crossed_table(per_source[varied[0]], varied[0], metric) if len(per_source[varied[0]]) > 1 else None
+    if var is None:
+        return {"df_effective": None, "ci95": None}
+    if table is not None and len(varied) > 1:
+        # Axis 0 is varied[0]; the others follow in SEED_SOURCES order without it.
+        axes = [varied[0]] + [s for s in SEED_SOURCES if s != varied[0]]
+        counts = [(ss, d, sum(1 for a in ax if axes[a] in varied)) for ax, ss, d in stats.crossed_terms(table)]
+        counts = [c for c in counts if c[2]]
+        denom = sum(d * n for _, d, n in counts)
+        if denom:
+            ss, d, n = zip(*counts)
+            w = [k / denom for k in n]
+            ci = stats.mls_var_ci(ss, d, w)
+            return {"df_effective": stats.satterthwaite_df(ss, d, w),
+                    "ci95": [float(np.sqrt(ci[0])), float(np.sqrt(ci[1]))]}
+    return {"df_effective": float(df) if df else None, "ci95": stats.sd_ci_from_var(var, df) if df else None}

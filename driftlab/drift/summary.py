@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from driftlab.drift import stats
 from driftlab.drift.sources import LABELS
 
 GROUP_LABELS = {**LABELS, "interactions": "interactions between sources", "residual": "residual"}
@@ -15,21 +16,33 @@ def _fmt(x: float | None, digits: int = 4) -> str:
 
 
 def _share_line(result: dict[str, Any]) -> str | None:
+    """The largest share with its 95% interval; a share without an interval is never stated."""
     var = result.get("variance") or {}
-    shares = {k: v for k, v in (var.get("shares") or {}).items() if v is not None}
+    cis = var.get("shares_ci95") or {}
+    shares = {k: v for k, v in (var.get("shares") or {}).items() if v is not None and k in cis}
+    notes = var.get("share_notes") or {}
+    how = "factorial random-effects ANOVA" if var.get("design") == "factorial" else "sources varied one at a time"
+    skipped = (f"{', '.join(GROUP_LABELS.get(k, k) for k in notes)}: no share, too few levels "
+               f"(a share needs at least 3)") if notes else ""
     if not shares:
-        return None
+        return f"Shares of the variance in {result['metric']['name']}: {skipped}." if skipped else None
     metric = result["metric"]["name"]
+
+    def ci(k: str) -> str:
+        return f"95% CI {cis[k][0]:.0%}–{cis[k][1]:.0%}"
+
     ranked = sorted(shares.items(), key=lambda kv: -kv[1])
     top, top_share = ranked[0]
-    rest = ", ".join(f"{GROUP_LABELS.get(k, k)} {v:.0%}" for k, v in ranked[1:4] if v >= 0.005)
-    how = "factorial random-effects ANOVA" if var.get("design") == "factorial" else "sources varied one at a time"
+    rest = "; ".join(f"{GROUP_LABELS.get(k, k)} {v:.0%} ({ci(k)})" for k, v in ranked[1:4] if v >= 0.005)
     verb = "explain" if top == "interactions" else "explains"
-    line = f"{GROUP_LABELS.get(top, top).capitalize()} {verb} {top_share:.0%} of the variance in {metric}"
-    return line + (f" ({rest}; {how})." if rest else f" ({how}).")
+    line = (f"{GROUP_LABELS.get(top, top).capitalize()} {verb} {top_share:.0%} ({ci(top)}) of the variance in "
+            f"{metric}")
+    tail = "; ".join(x for x in (rest, skipped, how) if x)
+    return line + f" ({tail})."
 
 
 def _source_line(result: dict[str, Any]) -> str | None:
+    """The largest source with its level-aware interval; the claim about the noise floor follows the interval."""
     metric = result["metric"]["name"]
     sds = {s: v for s, v in result["sources"].items() if v.get("varied") and v.get("metric_sd") is not None}
     if not sds:
@@ -41,12 +54,22 @@ def _source_line(result: dict[str, Any]) -> str | None:
     top = max(sds, key=lambda s: sds[s]["metric_sd"])
     s = sds[top]
     ci = s.get("metric_sd_ci95")
+    levels = s.get("levels")
     line = (f"{LABELS[top].capitalize()} moves {metric} most: SD {_fmt(s['metric_sd'])}"
-            + (f" (95% CI {ci[0]:.4f}–{ci[1]:.4f})" if ci else ""))
-    if s.get("noise_floor") is not None:
-        line += f"; the test-set noise floor is {_fmt(s['noise_floor'])}"
-        if s["metric_sd"] < s["noise_floor"]:
-            line += ", so this spread is within sampling noise of the evaluation set"
+            + (f" (95% CI {ci[0]:.4f}–{ci[1]:.4f}, {levels} levels)" if ci else ""))
+    floor = s.get("noise_floor")
+    if floor is not None:
+        line += f"; the test-set noise floor is {_fmt(floor)}"
+        if ci and ci[1] < floor:
+            line += ", so this spread is within test-set noise"
+        elif ci and ci[0] > floor:
+            line += ", so this spread is above the noise floor"
+        else:
+            need = stats.levels_to_tell(s["metric_sd"], floor)
+            more = (f"about {need} would tell if the SD stays at {_fmt(s['metric_sd'])}" if need
+                    else f"more than {stats.MAX_ADVICE_LEVELS} would be needed")
+            unit = {"hardware": "profiles", "nondeterminism": "repeats"}.get(top, "seeds")
+            line += f": cannot tell with {levels} {unit} whether it is above it ({more})"
     return line + "."
 
 
@@ -141,6 +164,9 @@ def summarize(result: dict[str, Any]) -> list[str]:
     det = _determinism_line(result)
     if det:
         lines.append(det)
+    from driftlab.drift.summary_examples import example_lines
+
+    lines += example_lines(result)
     diverged = result["counts"]["diverged"]
     if diverged:
         lines.append(f"{diverged} of {result['counts']['runs']} runs diverged (loss became NaN or inf) "

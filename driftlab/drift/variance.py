@@ -7,7 +7,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from driftlab.drift.anova import anova_components, shares
+from driftlab.drift.anova import (MIN_SHARE_LEVELS, SHARE_BOOTSTRAP, SHARE_SEED, anova_components, percentile_ci,
+                                  shares, simulate_fit)
 from driftlab.drift.runs import Run
 
 GROUPS = ("init", "shuffle", "split", "hardware", "interactions", "nondeterminism", "residual")
@@ -81,6 +82,8 @@ def decompose(runs: Sequence[Run], *, reference: str, mode: bool, metric: str,
                           "what": "within-cell variance of repeats with determinism off (reference profile)"})
         method = FACTORIAL_METHOD.format(factors=" × ".join(table["names"]), r=table["repeats"])
         design = "factorial"
+        levels = dict(zip(table["names"], table["y"].shape))
+        draws = _factorial_draws(res, table, mode, nondet_var, nondet.get("metric_df") or 0)
     else:
         grouped = {g: None for g in GROUPS}
         for s in ("init", "shuffle", "split", "hardware", "nondeterminism"):
@@ -89,9 +92,67 @@ def decompose(runs: Sequence[Run], *, reference: str, mode: bool, metric: str,
                 grouped[s] = st["metric_sd"] ** 2
         terms = [{"name": k, "variance_raw": v, "variance": v} for k, v in grouped.items() if v is not None]
         method, design = ONE_AT_A_TIME_METHOD, "one-at-a-time"
+        levels = {s: sources[s].get("levels") for s in grouped if grouped[s] is not None and s != "nondeterminism"}
+        draws = _one_at_a_time_draws(grouped, sources)
     present = {k: v for k, v in grouped.items() if v is not None}
     total = sum(present.values())
+    point = shares(present) if present else {}
+    intervals, notes = {}, {}
+    for k in point:
+        n_levels = levels.get(k)
+        if n_levels is not None and n_levels < MIN_SHARE_LEVELS:
+            point[k] = None
+            notes[k] = f"not estimable from {n_levels} levels (a share needs at least {MIN_SHARE_LEVELS})"
+        elif draws and k in draws:
+            intervals[k] = percentile_ci(draws[k])
     return {"design": design, "method": method, "metric": metric,
             "total_variance": total if present else None,
-            "variances": present, "shares": shares(present) if present else {},
+            "variances": present, "shares": point, "shares_ci95": intervals, "share_notes": notes,
+            "share_levels": {k: v for k, v in levels.items() if v is not None},
+            "share_ci_method": (f"parametric bootstrap of the fitted random-effects model ({SHARE_BOOTSTRAP} draws, "
+                                f"seed {SHARE_SEED}), 2.5-97.5 percentiles") if present else None,
             "terms": terms, "profiles": table["profiles"] if table else None}
+
+
+def _shares_of(draws: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    total = sum(draws.values())
+    safe = np.where(total > 0, total, 1.0)
+    return {k: np.where(total > 0, v / safe, np.nan) for k, v in draws.items()}
+
+
+def _factorial_draws(res: dict[str, Any], table: dict[str, Any], mode: bool, nondet_var: float | None,
+                     nondet_df: int) -> dict[str, np.ndarray] | None:
+    """Shares re-estimated on tables drawn from the fitted model (the same estimator as the report)."""
+    y = table["y"]
+    rng = np.random.default_rng(SHARE_SEED)
+    sims = simulate_fit(res, y.shape[:-1], y.shape[-1], rng, SHARE_BOOTSTRAP)
+    out: dict[str, list[float]] = {}
+    for b in range(SHARE_BOOTSTRAP):
+        rb = anova_components(sims[b], table["names"])
+        g: dict[str, float] = {}
+        for t in rb["terms"]:
+            key = t["name"] if len(t["factors"]) == 1 else "interactions"
+            g[key] = g.get(key, 0.0) + t["variance"]
+        if rb["residual_separable"]:
+            g["residual" if mode else "nondeterminism"] = rb["residual"]["variance"]
+        for k, v in g.items():
+            out.setdefault(k, []).append(v)
+    draws = {k: np.asarray(v) for k, v in out.items()}
+    if mode and nondet_var is not None:
+        df = max(int(nondet_df), 1)
+        draws["nondeterminism"] = nondet_var * rng.chisquare(df, SHARE_BOOTSTRAP) / df
+    shares_ = _shares_of(draws)
+    return {k: v[np.isfinite(v)] for k, v in shares_.items() if np.isfinite(v).any()}
+
+
+def _one_at_a_time_draws(grouped: dict[str, float | None], sources: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    """Each source's variance drawn as ``v * chi2(nu) / nu`` with its level-aware effective df."""
+    rng = np.random.default_rng(SHARE_SEED)
+    draws = {}
+    for k, v in grouped.items():
+        if v is None:
+            continue
+        nu = sources.get(k, {}).get("metric_df_effective") or sources.get(k, {}).get("metric_df") or 1
+        draws[k] = v * rng.chisquare(float(nu), SHARE_BOOTSTRAP) / float(nu)
+    shares_ = _shares_of(draws)
+    return {k: v[np.isfinite(v)] for k, v in shares_.items() if np.isfinite(v).any()}

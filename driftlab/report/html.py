@@ -10,7 +10,8 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from driftlab.report import fmt, svg
+from driftlab.report import examples, fmt, svg
+from driftlab.report.optimism import HEADERS as OPTIMISM_HEADERS, TITLE as OPTIMISM_TITLE, optimism_rows
 from driftlab.report.tuning import tuning_view
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -48,16 +49,16 @@ def _sources(result: dict[str, Any]) -> str:
             plot_rows.append((name, None, None, "not varied"))
             continue
         rows.append([_e(name), fmt.num(s["metric_sd"]), fmt.ci(s.get("metric_sd_ci95")),
-                     fmt.ci(s.get("metric_sd_ci95_normal")), fmt.num(s.get("noise_floor")),
+                     f'{_e(s.get("levels"))}, {fmt.num(s.get("metric_df_effective"), 1)}', fmt.num(s.get("noise_floor")),
                      fmt.dis(s.get("disagreement"), task), fmt.num(s.get("max_abs_diff")),
                      fmt.num(s.get("correlation")), fmt.pct(s.get("identical_share"), 0),
                      fmt.num(s.get("weight_distance")), fmt.num(s.get("first_parting_epoch"))])
         plot_rows.append((name, s["metric_sd"], s.get("metric_sd_ci95"), ""))
     lines = [(floor, "test-set noise floor")] if floor is not None else []
-    plot = svg.hbars(plot_rows, title=f"SD of {metric} by source (bars: 95% bootstrap CI)",
+    plot = svg.hbars(plot_rows, title=f"SD of {metric} by source (bars: 95% CI respecting the number of levels)",
                      axis=f"SD of {metric}", lines=lines)
-    headers = ["source", f"{metric} SD", "95% CI (bootstrap)", "95% CI (normal)", "noise floor",
-               "disagreement" if task == "classification" else "RMS pred. diff", "max abs diff",
+    headers = ["source", f"{metric} SD", "95% CI (L levels)", "levels, eff. df", "noise floor",
+               "disagreement" if task == "classification" else "RMS prediction diff (target units)", "max abs diff",
                "pred. correlation", "identical weights", "weight distance (rel.)", "loss curves part at epoch"]
     return (f"<h2>Sources of variation</h2>{plot}{_table(headers, rows)}"
             f'<p class="note">{_e(metric)} on the fixed evaluation set (n={_e(result["metric"]["n_eval"])}). '
@@ -70,9 +71,11 @@ def _variance(result: dict[str, Any]) -> str:
     shares = var.get("shares") or {}
     if not shares:
         return "<h2>Share of variance by source</h2><p class='notvaried'>not estimable: nothing was varied</p>"
-    rows = [(k, v, None, "0 total variance") for k, v in sorted(shares.items(), key=lambda kv: -(kv[1] or 0))]
-    plot = svg.hbars(rows, title=f"Share of the variance in {var.get('metric')}", axis="share of total variance",
-                     percent=True)
+    cis, notes = var.get("shares_ci95") or {}, var.get("share_notes") or {}
+    rows = [(k, v, cis.get(k), notes.get(k, "0 total variance"))
+            for k, v in sorted(shares.items(), key=lambda kv: -(kv[1] or 0))]
+    plot = svg.hbars(rows, title=f"Share of the variance in {var.get('metric')} (bars: 95% CI, bootstrap of the fit)",
+                     axis="share of total variance", percent=True)
     terms = [[_e(t["name"]), fmt.num(t.get("variance_raw"), 6), fmt.num(t.get("variance"), 6),
               _e(t.get("df", "")), _e(t.get("what", ""))] for t in var.get("terms", [])]
     return (f"<h2>Share of variance by source</h2>{plot}<p class='note'>Method: {_e(var.get('method'))}.</p>"
@@ -102,7 +105,7 @@ def _hardware(result: dict[str, Any]) -> str:
                      fmt.num(h.get("weight_distance")), fmt.ratio(h.get("drift_to_seed_noise")),
                      fmt.ratio(h.get("drift_to_noise_floor"))])
     headers = ["profile", "runs compared", "Δ metric (mean)", "max |Δ|",
-               "disagreement" if task == "classification" else "RMS pred. diff", "max abs diff",
+               "disagreement" if task == "classification" else "RMS prediction diff (target units)", "max abs diff",
                "identical weights", "weight distance", "drift ÷ seed noise", "drift ÷ noise floor"]
     mat = result.get("disagreement_matrix") or {}
     heat = ""
@@ -194,6 +197,16 @@ def _tuning(result: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _optimism(result: dict[str, Any]) -> str:
+    """The tuned value against retraining the same configuration (``optimism``)."""
+    view = optimism_rows(result)
+    if view is None:
+        return ""
+    sentences, rows = view
+    return (f"<h2>{_e(OPTIMISM_TITLE)}</h2>" + "".join(f"<p>{_e(s)}</p>" for s in sentences)
+            + _table(OPTIMISM_HEADERS, [[_e(a), _e(b)] for a, b in rows]))
+
+
 def to_html(result: dict[str, Any]) -> str:
     """The whole report as one HTML document (UTF-8, no external resources, no scripts)."""
     exp = result.get("experiment") or {}
@@ -212,7 +225,7 @@ def to_html(result: dict[str, Any]) -> str:
     skipped = "".join(f"<li>Skipped profile {_e(s['name'])}: {_e(s['reason'])}</li>"
                       for s in exp.get("skipped_profiles", []))
     body = [f"<h1>{_e(title)}</h1>", meta, summary, f"<ul>{skipped}</ul>" if skipped else "", _failures(result),
-            _sources(result), _variance(result), _hardware(result), _curves(result), _determinism(result),
-            _gate(result), _versions(result), _tuning(result),
+            _sources(result), _variance(result), _hardware(result), _curves(result), _determinism(result), examples.switch_html(result), examples.html(result),
+            _gate(result), _versions(result), _tuning(result), _optimism(result),
             f'<p class="note">Schema {_e(result.get("schema"))}; the JSON report has every number shown here.</p>']
     return head + "".join(body) + "</body></html>"

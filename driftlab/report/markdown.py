@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from driftlab.report import fmt
+from driftlab.report import examples, fmt
+from driftlab.report.optimism import HEADERS as OPTIMISM_HEADERS, TITLE as OPTIMISM_TITLE, optimism_rows
 from driftlab.report.tuning import tuning_view
 
 
@@ -17,8 +18,8 @@ def _md(text: Any) -> str:
 def _sources(result: dict[str, Any]) -> list[str]:
     metric, task = result["metric"]["name"], result["task"]
     lines = [f"## Sources of variation ({metric} on the fixed evaluation set, n={result['metric']['n_eval']})", "",
-             "| source | metric SD | 95% CI (bootstrap) | 95% CI (normal) | noise floor | "
-             + ("disagreement" if task == "classification" else "RMS pred. diff")
+             "| source | metric SD | 95% CI (L levels) | levels, eff. df | noise floor | "
+             + ("disagreement" if task == "classification" else "RMS prediction diff (target units)")
              + " | max abs diff | pred. correlation | identical weights | weight distance | loss curves part at epoch |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in result["sources"].items():
@@ -26,15 +27,19 @@ def _sources(result: dict[str, Any]) -> list[str]:
             lines.append(f"| {name} | {_md(s.get('note', 'not varied'))} | | | | | | | | | |")
             continue
         lines.append(f"| {name} | {fmt.num(s['metric_sd'])} | {fmt.ci(s.get('metric_sd_ci95'))} | "
-                     f"{fmt.ci(s.get('metric_sd_ci95_normal'))} | {fmt.num(s.get('noise_floor'))} | "
+                     f"{s.get('levels')}, {fmt.num(s.get('metric_df_effective'), 1)} | {fmt.num(s.get('noise_floor'))} | "
                      f"{fmt.dis(s.get('disagreement'), task)} | {fmt.num(s.get('max_abs_diff'))} | "
                      f"{fmt.num(s.get('correlation'))} | {fmt.pct(s.get('identical_share'), 0)} | "
                      f"{fmt.num(s.get('weight_distance'))} | {fmt.num(s.get('first_parting_epoch'))} |")
     var = result.get("variance") or {}
     if var.get("shares"):
-        lines += ["", "## Share of variance by source", "", "| component | variance | share |", "|---|---|---|"]
+        lines += ["", "## Share of variance by source", "", "| component | variance | share | 95% CI (bootstrap of the fit) |",
+                  "|---|---|---|---|"]
+        cis, notes = var.get("shares_ci95") or {}, var.get("share_notes") or {}
         for k, v in sorted(var["shares"].items(), key=lambda kv: -(kv[1] or 0)):
-            lines.append(f"| {k} | {fmt.num(var['variances'].get(k), 8)} | {fmt.pct(v)} |")
+            ci = cis.get(k)
+            lines.append(f"| {k} | {fmt.num(var['variances'].get(k), 8)} | {_md(notes[k]) if k in notes else fmt.pct(v)} | "
+                         f"{f'{fmt.pct(ci[0])}–{fmt.pct(ci[1])}' if ci else fmt.DASH} |")
         lines += ["", f"Method: {var.get('method')}."]
     return lines
 
@@ -45,7 +50,7 @@ def _hardware(result: dict[str, Any]) -> list[str]:
     if not result["hardware"]:
         return lines + ["Only the reference profile ran: hardware not varied."]
     lines += ["| profile | runs compared | Δ metric (mean) | max abs Δ | "
-              + ("disagreement" if task == "classification" else "RMS pred. diff")
+              + ("disagreement" if task == "classification" else "RMS prediction diff (target units)")
               + " | max abs diff | identical weights | drift ÷ seed noise | drift ÷ noise floor |",
               "|---|---|---|---|---|---|---|---|---|"]
     for prof, h in result["hardware"].items():
@@ -97,14 +102,25 @@ def to_markdown(result: dict[str, Any]) -> str:
     lines += _failures(result) + _sources(result) + _hardware(result)
     for skipped in exp.get("skipped_profiles", []):
         lines.append(f"- Skipped `{_md(skipped['name'])}`: {_md(skipped['reason'])}")
-    lines += _determinism(result)
+    lines += _determinism(result) + examples.switch_markdown(result) + examples.markdown(result)
     if result["gate"]["checks"]:
         lines += ["", "## Tolerance gate", "", "| check | where | value | budget | status |", "|---|---|---|---|---|"]
         for c in result["gate"]["checks"]:
             lines.append(f"| {_md(c['check'])} | {_md(c['where'])} | {fmt.num(c['value'])} | "
                          f"{_md(c['op'])} {fmt.num(c['budget'])} | {c['status']} |")
-    lines += _tuning(result)
+    lines += _tuning(result) + _optimism(result)
     return "\n".join(lines) + "\n"
+
+
+def _optimism(result: dict[str, Any]) -> list[str]:
+    """The tuned value against retraining the same configuration (``optimism``)."""
+    view = optimism_rows(result)
+    if view is None:
+        return []
+    sentences, rows = view
+    lines = ["", f"## {OPTIMISM_TITLE}", ""] + [_md(s) for s in sentences]
+    lines += ["", "| " + " | ".join(OPTIMISM_HEADERS) + " |", "|---|---|"]
+    return lines + [f"| {_md(a)} | {_md(b)} |" for a, b in rows]
 
 
 def _fence(text: str) -> str:

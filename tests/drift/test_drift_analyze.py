@@ -81,13 +81,15 @@ def test_single_level_sources_say_not_varied_and_never_nan():
     assert res["gate"]["status"] == "PASS" and res["gate"]["checks"] == []
 
 
-def test_regression_uses_rms_difference_and_no_binomial_floor():
+def test_regression_uses_rms_difference_and_the_delta_method_floor():
     plan = known_plan(task="regression", profiles=("ref", "b"))
     res = analyze(generate(plan), config("regression"), reference="ref")
-    assert res["metric"]["name"] == "rmse" and res["metric"]["noise_floor"] is None
+    # Not the binomial floor: the SE of the RMSE on the eval rows (driftlab.drift.floors; tested there).
+    assert res["metric"]["name"] == "rmse" and 0 < res["metric"]["noise_floor"] < 0.05
     assert set(res["metric"]["all"]) == {"rmse", "mae"}
     init = res["sources"]["init"]
-    assert init["disagreement"] == init["rms_diff"] > 0 and init["noise_floor"] is None
+    assert init["disagreement"] == init["rms_diff"] > 0 and init["noise_floor"] > 0
+    assert init["sd_to_noise_floor"] == pytest.approx(init["metric_sd"] / init["noise_floor"])
     assert init["metrics"]["mae"]["sd"] == pytest.approx(0.8 * 0.02, rel=EXACT_REL)  # mae = 0.8 * rmse
     assert res["hardware"]["b"]["metric_deltas"]["mae"]["max_abs"] == pytest.approx(0.8 * 0.01 * SQRT2,
                                                                                      rel=EXACT_REL)

@@ -162,6 +162,6 @@ def _record(plan: SyntheticPlan, identity: tuple, value: float, labels: np.ndarr
         "timings": {"build_s": 0.1, "fit_s": plan.fit_s[d], "predict_s": 0.01, "total_s": plan.fit_s[d] + 0.11},
         "init_digest": hashlib.sha256(repr((identity[1],)).encode()).hexdigest()[:32],
         "weights_digest": hashlib.sha256(repr(identity).encode()).hexdigest()[:32],
-        "predictions": predictions, "eval_labels": labels, "weights": weights, "weights_kind": "full",
+        "predictions": predictions, "eval_labels": labels if plan.task == "classification" else target, "weights": weights, "weights_kind": "full",
         "n_params": plan.n_params, "created_at": None,
     }
