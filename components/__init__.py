@@ -12,8 +12,9 @@ from driftlab.components.prepare import prepare
 from driftlab.components.record_outcome import record_outcome
 from driftlab.components.retrain_across_nodes import retrain_across_nodes
 from driftlab.components.retrain_across_seeds import retrain_across_seeds
+from driftlab.components.retrain_top_k import retrain_top_k
 from driftlab.components.select_best import select_best
 from driftlab.components.tune import tune
 
 __all__ = ["aggregate_drift", "check_gate", "plan_nodes", "pool_placement", "prepare", "record_outcome",
-           "retrain_across_nodes", "retrain_across_seeds", "select_best", "tune"]
+           "retrain_across_nodes", "retrain_across_seeds", "retrain_top_k", "select_best", "tune"]

@@ -346,6 +346,37 @@ def retrain_seeds(config_text: str, campaign: str, best_params: dict[str, Any] |
                     quiet=quiet, label="retrain across seeds", plan_line=plan_line)
 
 
+TOP_K_STAGE = "topk"  # run rows of runner-up configurations: compared with each other, never with drift
+
+
+def retrain_top_k(config_text: str, campaign: str, tuning_summary: dict[str, Any] | str | None, *,
+                  jobs: int | None = None, quiet: bool = False) -> StageSummary:
+    """The runner-up configurations (2..``tuning.retrain_top_k``) over the init × shuffle seed points.
+
+    The best configuration's runs at those points come from retrain-across-seeds; these runs
+    (stage ``topk``) feed only the P(A beats B) table, never the drift statistics.
+    """
+    from driftlab.config import params
+    from driftlab.config.seedplan import top_k_points
+
+    config = load(config_text)
+    k = config.tuning.retrain_top_k
+    summary = typed_tuning_summary(tuning_summary) or {}
+    ranked = list(summary.get("top_k_params") or [])[:k]
+    profiles = _profiles(config)
+    if k <= 1 or len(ranked) < 2:
+        why = "tuning.retrain_top_k is 1" if k <= 1 else "fewer than 2 finished trials to compare"
+        return StageSummary(profile=profiles.reference.name, planned=0, skipped=0, trained=0, failed=0,
+                            seconds=0.0, workers=0, skipped_profile=why)
+    check_here(profiles.reference, local=is_local())
+    points = top_k_points(config.seeds)
+    specs = [spec for hp in ranked[1:] for spec in
+             _run_specs(config, campaign, params.encode(params.decode(config, hp), params.value_kinds(hp)),
+                        profiles.reference, points, TOP_K_STAGE)]
+    return _execute(config, specs, profiles.reference, jobs=jobs or default_jobs(profiles.reference), quiet=quiet,
+                    label="retrain top-k", plan_line=f"configurations 2–{len(ranked)} × {len(points)} seed points")
+
+
 def retrain_node(config_text: str, campaign: str, best_params: dict[str, Any] | str, profile_name: str, *,
                  jobs: int | None = None, quiet: bool = False, shard_index: int = 0, shard_count: int = 1
                  ) -> StageSummary:
@@ -407,6 +438,8 @@ def aggregate(config_text: str, campaign: str, out_dir: str, tuning_summary: dic
     profiles: ResolvedProfiles = _profiles(config)
     store = _store(config)
     records = store.load_runs(config.name, campaign, plan=plan_hash(config))  # this plan's runs only
+    top_k_records = [r for r in records if r.get("stage") == TOP_K_STAGE]
+    records = [r for r in records if r.get("stage") != TOP_K_STAGE]  # runner-ups never enter drift statistics
     result = analyze(records, config, reference=profiles.reference.name, profiles=profiles.names())
     result["experiment"] = {"name": config.name, "campaign": campaign, "config_hash": config_hash(config),
                             "plan_hash": plan_hash(config),
@@ -418,6 +451,10 @@ def aggregate(config_text: str, campaign: str, out_dir: str, tuning_summary: dic
         from driftlab.drift.optimism import attach
 
         attach(result, records)  # the best trial's value against retraining it (report.json "optimism")
+        if config.tuning.retrain_top_k > 1:
+            from driftlab.drift.topk import attach_top_k
+
+            attach_top_k(result, records + top_k_records, config, reference=profiles.reference.name)
     paths = report.write_all(result, out_dir)
     store.save_report(config.name, campaign, result["gate"]["status"], result)
     return {"paths": paths, "gate": result["gate"]["status"], "summary": result["summary"],

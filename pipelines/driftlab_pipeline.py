@@ -1,7 +1,7 @@
 """The driftlab pipeline: one definition for the cluster and for ``kfp.local``.
 # No "from __future__ import annotations" here: KFP reads the real annotation types.
 
-prepare ─> tune ×W (ParallelFor) ─> select_best ─> retrain_across_seeds
+prepare ─> tune ×W (ParallelFor) ─> select_best ─> retrain_across_seeds ─> retrain_top_k
                                          └─> plan_nodes ─> retrain_across_nodes ×P (ParallelFor,
                                                             after retrain_across_seeds)
                                                         └─> aggregate_drift ─> check_gate
@@ -23,7 +23,7 @@ Compile: ``kfp dsl compile --py pipelines/driftlab_pipeline.py --output pipeline
 from kfp import dsl
 
 from driftlab.components import (aggregate_drift, check_gate, plan_nodes, pool_placement, prepare, record_outcome,
-                                 retrain_across_nodes, retrain_across_seeds, select_best, tune)
+                                 retrain_across_nodes, retrain_across_seeds, retrain_top_k, select_best, tune)
 from driftlab.components.images import DEFAULT_REGISTRY, image_names
 from driftlab.pipelines import pod
 
@@ -101,8 +101,13 @@ def build_pipeline(*, registry: str = DEFAULT_REGISTRY, retries: int = CLUSTER_R
                 on_pool(pod.cluster_task(nodes, database=True), config_yaml, node.profile, "node-pool")
                 nodes.after(seeds)
 
+            runner_ups = retrain_top_k(config_yaml=config_yaml, campaign=campaign, tuning=best.outputs["tuning"])
+            on_pool(pod.cluster_task(runner_ups, database=True), config_yaml, "", "reference")
+            runner_ups.after(seeds)  # one stage at a time on the reference pool's cores
+
             agg = aggregate_drift(config_yaml=config_yaml, campaign=campaign, tuning=best.outputs["tuning"],
                                   seeds_summary=seeds.output, nodes_summary=dsl.Collected(nodes.output))
+            agg.after(runner_ups)
             pod.request_resources(pod.cluster_task(agg, database=True), *AGGREGATE)
             agg.set_container_image(cpu_image)
 

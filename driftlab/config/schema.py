@@ -135,6 +135,9 @@ class TuningConfig(Strict):
     heartbeat_seconds: Annotated[int, Field(ge=1, le=3600)] = 10
     max_retry: Annotated[int, Field(ge=0, le=100)] = 2
     top_k: Annotated[int, Field(ge=1, le=1000)] = 5
+    # Retrain the top K configurations (not only the best) over the init × shuffle seeds and report,
+    # for each pair, P(A beats B) (Bouthillier et al., MLSys 2021). 1: only the best.
+    retrain_top_k: Annotated[int, Field(ge=1, le=10)] = 1
     study: Annotated[str, Field(min_length=1, max_length=512)] | None = None
     storage_env: str | None = None
 
@@ -314,6 +317,9 @@ class ExperimentConfig(Strict):
             raise ValueError("search_space and tuning.study exclude each other: with tuning.study driftlab "
                              "retrains the best trial of that existing study and does not tune; remove "
                              "search_space (or remove tuning.study and tuning.storage_env to tune with driftlab)")
+        if self.tuning.retrain_top_k > self.tuning.top_k:
+            raise ValueError(f"tuning.retrain_top_k ({self.tuning.retrain_top_k}) cannot exceed tuning.top_k "
+                             f"({self.tuning.top_k}): raise top_k or retrain fewer configurations")
         if self.tuning.sampler == "grid":
             if any(not isinstance(p, CategoricalParam) and not _discrete(p) for p in self.search_space.values()):
                 raise ValueError("sampler 'grid' needs every search_space parameter to be categorical, "

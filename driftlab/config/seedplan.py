@@ -98,6 +98,13 @@ def planned_total(plan: SeedPlanConfig, n_profiles: int) -> int:
     return count_points(plan) + max(0, n_profiles - 1) * count_points(plan, deterministic=_node_modes(plan))
 
 
+def top_k_points(plan: SeedPlanConfig) -> list[SeedPoint]:
+    """The seed points each runner-up configuration is retrained on: the plan's init and shuffle points at
+    the first split, repeat 0, determinism on when the plan has it (points the best configuration ran too)."""
+    mode = True in plan.deterministic
+    return [p for p in seed_points(plan, deterministic=[mode]) if p.split_seed == plan.split[0] and p.repeat == 0]
+
+
 def planned_sources(plan: SeedPlanConfig, n_profiles: int) -> list[str]:
     """The sources of variation this plan varies (in report order), whether or not its runs finish."""
     varied = [name for name, seeds in (("init", plan.init), ("shuffle", plan.shuffle), ("split", plan.split))

@@ -197,6 +197,18 @@ def _tuning(result: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _top_k(result: dict[str, Any]) -> str:
+    from driftlab.report.topk import CONFIG_HEADERS, PAIR_HEADERS, TITLE, top_k_rows
+
+    view = top_k_rows(result)
+    if view is None:
+        return ""
+    sentence, configs, pairs = view
+    return (f"<h2>{_e(TITLE)}</h2><p>{_e(sentence)}</p>"
+            + _table(CONFIG_HEADERS, [[_e(v) for v in row] for row in configs])
+            + _table(PAIR_HEADERS, [[_e(v) for v in row] for row in pairs]))
+
+
 def _optimism(result: dict[str, Any]) -> str:
     """The tuned value against retraining the same configuration (``optimism``)."""
     view = optimism_rows(result)
@@ -226,6 +238,6 @@ def to_html(result: dict[str, Any]) -> str:
                       for s in exp.get("skipped_profiles", []))
     body = [f"<h1>{_e(title)}</h1>", meta, summary, f"<ul>{skipped}</ul>" if skipped else "", _failures(result),
             _sources(result), _variance(result), _hardware(result), _curves(result), _determinism(result), examples.switch_html(result), examples.html(result),
-            _gate(result), _versions(result), _tuning(result), _optimism(result),
+            _gate(result), _versions(result), _tuning(result), _optimism(result), _top_k(result),
             f'<p class="note">Schema {_e(result.get("schema"))}; the JSON report has every number shown here.</p>']
     return head + "".join(body) + "</body></html>"

@@ -108,8 +108,23 @@ def to_markdown(result: dict[str, Any]) -> str:
         for c in result["gate"]["checks"]:
             lines.append(f"| {_md(c['check'])} | {_md(c['where'])} | {fmt.num(c['value'])} | "
                          f"{_md(c['op'])} {fmt.num(c['budget'])} | {c['status']} |")
-    lines += _tuning(result) + _optimism(result)
+    lines += _tuning(result) + _optimism(result) + _top_k(result)
     return "\n".join(lines) + "\n"
+
+
+def _top_k(result: dict[str, Any]) -> list[str]:
+    """P(A beats B) for the top configurations (``top_k``)."""
+    from driftlab.report.topk import CONFIG_HEADERS, PAIR_HEADERS, TITLE, top_k_rows
+
+    view = top_k_rows(result)
+    if view is None:
+        return []
+    sentence, configs, pairs = view
+    lines = ["", f"## {TITLE}", "", _md(sentence), ""]
+    for headers, rows in ((CONFIG_HEADERS, configs), (PAIR_HEADERS, pairs)):
+        lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        lines += ["| " + " | ".join(_md(v) for v in row) + " |" for row in rows] + [""]
+    return lines
 
 
 def _optimism(result: dict[str, Any]) -> list[str]:

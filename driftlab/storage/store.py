@@ -161,32 +161,49 @@ class Store:
             self._waiting_at_open = False
 
     def _ensure_schema(self) -> None:
-        try:
-            with self.engine.begin() as conn:
-                inspector = sa.inspect(conn)
-                if inspector.has_table("driftlab_meta"):
-                    row = conn.execute(sa.select(meta_table.c.value).where(
-                        meta_table.c.key == "schema_version")).first()
-                    version = _schema_version(row[0] if row else "0", self.url)
-                    if version > SCHEMA_VERSION:
-                        raise StoreError(
-                            f"the results database {safe_url(self.url)} has driftlab schema version {version}, "
-                            f"newer than this driftlab ({SCHEMA_VERSION}); upgrade driftlab")
-            # Creates what is missing (a fresh database, or tables someone dropped); keeps what is there.
-            self._create_missing_tables()
-            with self.engine.begin() as conn:
-                self._migrate(conn, sa.inspect(conn))
-            with self.engine.begin() as conn:
-                self._check_columns(sa.inspect(conn))
+        for attempt in range(SCHEMA_ATTEMPTS + 2):
+            try:
+                self._ensure_schema_once()
+                return
+            except sa.exc.OperationalError as exc:
+                # SQLite answers "database is locked" at once, without waiting, when a reader must become a
+                # writer while another process writes (its deadlock avoidance): several stages opening a
+                # fresh file together. The other's schema is there a moment later: look again.
+                locked = self.engine.dialect.name == "sqlite" and "locked" in str(exc.orig)
+                if not locked or attempt == SCHEMA_ATTEMPTS + 1:
+                    raise self._schema_error(exc) from None
+                time.sleep(0.25 * (attempt + 1))
+            except sa.exc.DatabaseError as exc:
+                raise self._schema_error(exc) from None
+
+    def _ensure_schema_once(self) -> None:
+        version = None
+        with self.engine.begin() as conn:
+            inspector = sa.inspect(conn)
+            if inspector.has_table("driftlab_meta"):
+                row = conn.execute(sa.select(meta_table.c.value).where(
+                    meta_table.c.key == "schema_version")).first()
+                version = _schema_version(row[0] if row else "0", self.url)
+                if version > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"the results database {safe_url(self.url)} has driftlab schema version {version}, "
+                        f"newer than this driftlab ({SCHEMA_VERSION}); upgrade driftlab")
+        # Creates what is missing (a fresh database, or tables someone dropped); keeps what is there.
+        self._create_missing_tables()
+        with self.engine.begin() as conn:
+            self._migrate(conn, sa.inspect(conn))
+        with self.engine.begin() as conn:
+            self._check_columns(sa.inspect(conn))
+            if version != SCHEMA_VERSION:  # written once, not by every process that opens the database
                 self._upsert_meta(conn, "schema_version", str(SCHEMA_VERSION))
-        except sa.exc.OperationalError as exc:
+
+    def _schema_error(self, exc: sa.exc.DBAPIError) -> BaseException:
+        """The error to raise for a failed schema check (the driver's own, while ``_open_schema`` waits)."""
+        if isinstance(exc, sa.exc.OperationalError):
             if self._waiting_at_open and is_transient(exc):
-                raise  # _open_schema waits for the database
-            raise StoreError(f"cannot open the results database {safe_url(self.url)}: "
-                             f"{first_line(exc)}") from None
-        except sa.exc.DatabaseError as exc:
-            raise StoreError(f"{safe_url(self.url)} is not a usable results database: "
-                             f"{first_line(exc)}") from None
+                return exc  # _open_schema waits for the database
+            return StoreError(f"cannot open the results database {safe_url(self.url)}: {first_line(exc)}")
+        return StoreError(f"{safe_url(self.url)} is not a usable results database: {first_line(exc)}")
 
     def _create_missing_tables(self) -> None:
         for attempt in range(SCHEMA_ATTEMPTS):
