@@ -111,7 +111,9 @@ def test_a_builder_that_passes_hyperparameters_straight_to_layers_trains_every_r
     tuning = result["tuning"]
     assert type(tuning["best_trial"]) is int and type(tuning["n_complete"]) is int and tuning["n_complete"] == 2
     md = (sorted((tmp_path / "home").glob("reports/default/*/report.md"))[-1]).read_text()
-    assert f"{tuning['n_complete']}.0" not in md and "None" not in md.split("## Tuning")[-1]
+    section = md.split("## Tuning")[1].split("\n## ")[0]
+    assert f"{tuning['n_complete']}.0" not in section and f"trial {tuning['best_trial']}.0" not in section, section
+    assert f"trial {tuning['best_trial']}" in section and "None" not in section
 
 
 def test_a_campaign_whose_every_run_fails_is_incomplete_and_the_fixed_builder_passes(tmp_path):
