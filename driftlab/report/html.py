@@ -216,7 +216,23 @@ def _optimism(result: dict[str, Any]) -> str:
         return ""
     sentences, rows = view
     return (f"<h2>{_e(OPTIMISM_TITLE)}</h2>" + "".join(f"<p>{_e(s)}</p>" for s in sentences)
-            + _table(OPTIMISM_HEADERS, [[_e(a), _e(b)] for a, b in rows]))
+            + _optimism_plot(result) + _table(OPTIMISM_HEADERS, [[_e(a), _e(b)] for a, b in rows]))
+
+
+def _optimism_plot(result: dict[str, Any]) -> str:
+    """The tuned value beside what retraining gives (mean ± SD), and the top-k configurations' means."""
+    o = result.get("optimism") or {}
+    retrained = o.get("retrained") or {}
+    if o.get("tuned_value") is None or retrained.get("mean") is None:
+        return ""
+    mean, spread = retrained["mean"], retrained.get("sd") or 0.0
+    bars = [(f"tuned (trial {o.get('best_trial')})", o["tuned_value"], None, ""),
+            ("retrained, mean ± SD", mean, [mean - spread, mean + spread], "")]
+    for c in ((result.get("top_k") or {}).get("configs") or [])[1:]:
+        sd = c.get("sd") or 0.0
+        bars.append((f"runner-up #{c['rank_tuned']} (eval)", c.get("mean"),
+                     None if c.get("mean") is None else [c["mean"] - sd, c["mean"] + sd], "no finished run"))
+    return svg.hbars(bars, title=f"Tuned value vs retraining ({o.get('metric')})", axis=str(o.get("metric")))
 
 
 def to_html(result: dict[str, Any]) -> str:

@@ -100,3 +100,4 @@ def test_reports_show_the_json_numbers_rounded_never_raw_json(tmp_path):
         assert text in html, text
     for section in (md, html):
         assert "{" not in section and "0.0112000" not in section  # no raw JSON, floats rounded
+    assert "<svg" in html.split("<h2>", 1)[0] and "Tuned value vs retraining" in html, "the section has its plot"
