@@ -21,8 +21,8 @@ GOLDEN = ROOT / "pipelines" / "driftlab.yaml"
 KFP_CLI = Path(sys.executable).with_name("kfp")
 # Changes with the kfp release only; everything else must match byte for byte once parsed.
 VOLATILE = ("sdkVersion",)
-TRAINING_TASKS = ("tune", "retrain-across-seeds", "retrain-across-nodes")
-DATABASE_TASKS = ("prepare", "tune", "select-best", "retrain-across-seeds", "retrain-across-nodes",
+TRAINING_TASKS = ("tune", "retrain-across-seeds", "retrain-top-k", "retrain-across-nodes")
+DATABASE_TASKS = ("prepare", "tune", "select-best", "retrain-across-seeds", "retrain-top-k", "retrain-across-nodes",
                   "aggregate-drift", "record-outcome")
 # user:password@ in a URL, a password assignment, or a libpq password parameter.
 CREDENTIAL = re.compile(r"://[^/\s'\"]+:[^@\s'\"]+@|password\s*[=:]\s*\S|PGPASSWORD", re.IGNORECASE)
