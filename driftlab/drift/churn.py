@@ -111,8 +111,33 @@ def _truth_labels(run: Run) -> np.ndarray | None:
     return t.astype(np.int64) if t.shape[0] == run.labels.shape[0] else None
 
 
-def jordan(groups: Sequence[Sequence[Run]]) -> dict[str, Any] | None:
-    """Observed ÷ independent-flip-predicted variance of accuracy (module docstring); None if not computable."""
+def independent_df(groups: Sequence[Sequence[Run]]) -> int:
+    """Degrees of freedom of groups that may share runs: distinct runs minus linked sets of groups.
+
+    Pooling the init, shuffle and split groups of a factorial counts every run in three groups;
+    their sum of (k − 1) would claim 12 df from 8 runs. Linked groups form one set.
+    """
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for g in groups:
+        keys = [r.key for r in g]
+        for other in keys[1:]:
+            parent[find(other)] = find(keys[0])
+        find(keys[0])
+    return len(parent) - len({find(k) for k in parent})
+
+
+def jordan(groups: Sequence[Sequence[Run]], *, ci_df: int | None = None) -> dict[str, Any] | None:
+    """Observed ÷ independent-flip-predicted variance of accuracy (module docstring); None if not computable.
+
+    ``ci_df``: the degrees of freedom of the interval when the groups share runs (``independent_df``).
+    """
     groups = _usable(groups)
     obs_ss, pred_ss, df, n_runs = 0.0, 0.0, 0, 0
     n = None
@@ -131,6 +156,7 @@ def jordan(groups: Sequence[Sequence[Run]]) -> dict[str, Any] | None:
         return None
     observed, predicted = obs_ss / df, pred_ss / df
     ratio = observed / predicted if predicted > 0 else None
+    df = min(df, ci_df) if ci_df else df  # shared runs are not independent draws
     ci = None
     if ratio is not None:
         from scipy.stats import chi2
@@ -187,7 +213,7 @@ def example_stats(runs: Sequence[Run], *, reference: str, mode: bool, task: str,
             if j is not None:
                 jordan_out[s] = j
     if task == "classification" and seed_groups:
-        j = jordan(seed_groups)
+        j = jordan(seed_groups, ci_df=independent_df(_usable(seed_groups)))
         if j is not None:
             jordan_out["seed"] = j
     if task != "classification":

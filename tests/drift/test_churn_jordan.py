@@ -103,3 +103,20 @@ def test_regression_churn_is_per_row_prediction_sd():
         # Groups of two runs: mean per-row variance = mean squared difference / 2.
         assert c["row_sd_rms"] == pytest.approx(res["sources"][name]["rms_diff"] / math.sqrt(2), rel=1e-6)
     assert any(line.startswith("Per-row prediction SD") for line in res["summary"])
+
+
+def test_pooled_seed_groups_count_each_run_once():
+    from driftlab.drift.churn import independent_df
+
+    class R:
+        def __init__(self, key):
+            self.key = key
+
+    runs = {k: R(k) for k in "abcdefgh"}  # a 2×2×2 factorial: every run is in an init, shuffle and split group
+    init = [("a", "b"), ("c", "d"), ("e", "f"), ("g", "h")]
+    shuffle = [("a", "c"), ("b", "d"), ("e", "g"), ("f", "h")]
+    split = [("a", "e"), ("b", "f"), ("c", "g"), ("d", "h")]
+    groups = [[runs[x] for x in g] for g in init + shuffle + split]
+    assert sum(len(g) - 1 for g in groups) == 12, "control: the naive count claims 12 df"
+    assert independent_df(groups) == 7
+    assert independent_df([[runs["a"], runs["b"]], [runs["c"], runs["d"]]]) == 2, "unlinked groups keep their df"
