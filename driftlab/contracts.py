@@ -76,6 +76,8 @@ class PreparedPlan(TypedDict):
 
 
 STAGE_COUNTS = ("planned", "skipped", "trained", "failed", "workers")
+#: Whole-number fields of a tuning summary, at any depth (``stability.k`` too).
+TUNING_COUNTS = ("best_trial", "n_complete", "n_pruned", "n_failed", "n_unfinished", "budget", "k")
 NODE_COUNTS = ("accelerator_count", "shard_index", "shard_count", "runs")
 
 
@@ -115,3 +117,23 @@ def stage_summary_from_kfp(raw: dict[str, Any] | str) -> StageSummary:
         if name in summary:
             summary[name] = _whole(summary[name])
     return StageSummary(**summary)  # type: ignore[typeddict-item]
+
+
+def tuning_summary_from_kfp(raw: dict[str, Any] | str | None) -> dict[str, Any] | None:
+    """The select_best summary as it arrived (JSON text, or a dict): its counts as ints; None if empty."""
+    if isinstance(raw, str):
+        raw = json.loads(raw) if raw.strip() else None
+    if not raw:
+        return None
+
+    def fix(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: _whole(v) if k in TUNING_COUNTS else fix(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [fix(v) for v in node]
+        return node
+
+    out = fix(raw)
+    if "trials_per_worker" in out:
+        out["trials_per_worker"] = [int(n) for n in out["trials_per_worker"]]
+    return out

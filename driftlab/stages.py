@@ -13,7 +13,8 @@ import os
 import sys
 from typing import Any
 
-from driftlab.contracts import NodeItem, PreparedPlan, StageSummary, node_item_from_kfp, to_kfp
+from driftlab.contracts import (NodeItem, PreparedPlan, StageSummary, node_item_from_kfp, to_kfp,
+                                tuning_summary_from_kfp as typed_tuning_summary)
 from driftlab.config import ExperimentConfig, canonical_json, config_hash, load_config_text, plan_hash
 from driftlab.config.profiles import (CLUSTER, LOCAL, ResolvedProfiles, apply_env, check_here, profile_json,
                                       profiles_for)
@@ -108,9 +109,7 @@ def node_tasks(config_text: str, best_params: dict[str, Any] | str) -> list[Node
     profiles = _profiles(config)
     from driftlab.config import params
 
-    values, given = params.payload(best_params)
-    kinds = {**params.value_kinds(values), **given, **params.declared_kinds(config)}
-    tuned = params.encode(params.decode(config, best_params), {k: kinds[k] for k in values if k in kinds})  # JSON text: ints stay ints in a loop item
+    tuned = params.encode_typed(config, best_params)  # JSON text: ints stay ints in a loop item
     n_runs = len(node_points(config.seeds))
     count = shard_count(n_runs, local=local)
     items: list[NodeItem] = []
@@ -225,12 +224,11 @@ def select_best_for_kfp(config_text: str, campaign: str, trials_per_worker: list
     config = load(config_text)
     best = select_best(config_text, campaign)
     values = dict(best.get("best_params") or {})
-    kinds = {**params.value_kinds(values), **params.declared_kinds(config)}
     summary = to_kfp({k: v for k, v in best.items() if k != "trials"})
     summary["trials_per_worker"] = [int(n) for n in (trials_per_worker or [])]
     if best.get("best_value") is not None:
         print(f"[driftlab] best {best.get('best_value')} (trial {best.get('best_trial')}): {values}", flush=True)
-    return params.encode(values, {k: kinds[k] for k in values if k in kinds}), dumps(summary)
+    return params.encode_typed(config, values), dumps(summary)
 
 
 def _run_specs(config: ExperimentConfig, campaign: str, best_params: dict[str, Any], profile,
@@ -371,7 +369,7 @@ def retrain_top_k(config_text: str, campaign: str, tuning_summary: dict[str, Any
     check_here(profiles.reference, local=is_local())
     points = top_k_points(config.seeds)
     specs = [spec for hp in ranked[1:] for spec in
-             _run_specs(config, campaign, params.encode(params.decode(config, hp), params.value_kinds(hp)),
+             _run_specs(config, campaign, params.encode_typed(config, hp),
                         profiles.reference, points, TOP_K_STAGE)]
     return _execute(config, specs, profiles.reference, jobs=jobs or default_jobs(profiles.reference), quiet=quiet,
                     label="retrain top-k", plan_line=f"configurations 2–{len(ranked)} × {len(points)} seed points")
@@ -459,31 +457,6 @@ def aggregate(config_text: str, campaign: str, out_dir: str, tuning_summary: dic
     store.save_report(config.name, campaign, result["gate"]["status"], result)
     return {"paths": paths, "gate": result["gate"]["status"], "summary": result["summary"],
             "metrics": headline_metrics(result)}
-
-
-#: Whole-number fields of a tuning summary (a KFP dict may have turned them into floats).
-TUNING_COUNTS = ("best_trial", "n_complete", "n_pruned", "n_failed", "n_unfinished", "budget", "k")
-
-
-def typed_tuning_summary(summary: dict[str, Any] | str | None) -> dict[str, Any] | None:
-    """The select_best summary as it arrived (JSON text, or a dict), with its counts as ints."""
-    if isinstance(summary, str):
-        summary = json.loads(summary) if summary.strip() else None
-    if not summary:
-        return None
-
-    def fix(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {k: (int(v) if k in TUNING_COUNTS and isinstance(v, float) and v.is_integer() else fix(v))
-                    for k, v in node.items()}
-        if isinstance(node, list):
-            return [fix(v) for v in node]
-        return node
-
-    out = fix(summary)
-    if "trials_per_worker" in out:
-        out["trials_per_worker"] = [int(n) for n in out["trials_per_worker"]]
-    return out
 
 
 def config_record(config_text: str) -> tuple[str, str, str]:

@@ -15,7 +15,7 @@ import argparse
 import json
 from typing import Any
 
-from driftlab.cli.report import COMPARE_USAGE as USAGE, _store  # noqa: F401 (USAGE: the one spelling)
+from driftlab.cli.report import _store
 from driftlab.errors import BadInput
 
 EXIT_OK, EXIT_DIFFERENT = 0, 3

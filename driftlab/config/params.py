@@ -124,6 +124,13 @@ def decode(config: ExperimentConfig, raw: dict[str, Any] | str | None) -> dict[s
     return out
 
 
+def encode_typed(config: ExperimentConfig, raw: dict[str, Any] | str | None) -> str:
+    """``raw`` typed as declared, then encoded with every value's kind (declared, given, else its type)."""
+    values, given = payload(raw)
+    kinds = {**value_kinds(values), **given, **declared_kinds(config)}
+    return encode(decode(config, raw), {k: kinds[k] for k in values if k in kinds})
+
+
 def hyperparameters(config: ExperimentConfig, raw: dict[str, Any] | str | None) -> dict[str, Any]:
     """Fixed ``model.hyperparameters`` overridden by the tuned ones, every value typed."""
     return {**config.model.hyperparameters, **decode(config, raw)}

@@ -40,10 +40,14 @@ def _row_errors(run: Run) -> np.ndarray | None:
     return pred.reshape(n, -1) - truth.reshape(n, -1)
 
 
+def _rows(errors: np.ndarray) -> np.ndarray:
+    e = np.asarray(errors, dtype=np.float64)
+    return e.reshape(e.shape[0], -1)
+
+
 def se_rmse(errors: np.ndarray) -> float | None:
     """Delta-method SE of the RMSE of residuals ``errors`` (rows × outputs): sd(e²)/(2·RMSE·√n)."""
-    e = np.asarray(errors, dtype=np.float64)
-    e = e.reshape(e.shape[0], -1)
+    e = _rows(errors)
     n = e.shape[0]
     if n < 2:
         return None
@@ -56,8 +60,7 @@ def se_rmse(errors: np.ndarray) -> float | None:
 
 def se_mae(errors: np.ndarray) -> float | None:
     """SE of the MAE of residuals ``errors`` (rows × outputs): sd(|e|)/√n."""
-    e = np.asarray(errors, dtype=np.float64)
-    e = e.reshape(e.shape[0], -1)
+    e = _rows(errors)
     n = e.shape[0]
     if n < 2:
         return None

@@ -15,7 +15,6 @@ just above it unless that one beats it distinguishably (Bouthillier et al., MLSy
 
 from __future__ import annotations
 
-import json
 from typing import Any, Sequence
 
 import numpy as np
@@ -23,14 +22,10 @@ import numpy as np
 from driftlab.drift.compare import wilson
 
 
-def _key(params: dict[str, Any]) -> str:
-    return json.dumps(params, sort_keys=True)
-
-
 def _values(records: Sequence[dict[str, Any]], configs: list[dict[str, Any]], *, reference: str, metric: str,
             points: set[tuple[int, int, int]], mode: bool) -> list[dict[tuple, float]]:
     """Per configuration, {(init, shuffle, split): eval metric} of its finished runs at the points."""
-    index = {_key(c): i for i, c in enumerate(configs)}
+    wanted = [dict(c) for c in configs]
     out: list[dict[tuple, float]] = [{} for _ in configs]
     for r in records:
         if r.get("status") != "ok" or r.get("profile") != reference or int(r.get("repeat", 0)) != 0:
@@ -42,9 +37,8 @@ def _values(records: Sequence[dict[str, Any]], configs: list[dict[str, Any]], *,
         value = (r.get("metrics") or {}).get(f"eval_{metric}")
         if point not in points or value is None:
             continue
-        for key, i in index.items():
-            wanted = json.loads(key)
-            if all(hparams.get(k) == v for k, v in wanted.items()):
+        for i, params in enumerate(wanted):
+            if all(hparams.get(k) == v for k, v in params.items()):
                 out[i][point] = float(value)
                 break
     return out
