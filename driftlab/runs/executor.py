@@ -20,6 +20,7 @@ import json
 import math
 import os
 import queue
+import select
 import subprocess
 import sys
 import threading
@@ -33,6 +34,8 @@ from driftlab.errors import DriftlabError
 from driftlab.config import ProfileConfig
 from driftlab.config.profiles import PROFILE_ENV_KEYS, ProfileError, env_for
 from driftlab.runs.spec import RunSpec
+from driftlab.runs.timeouts import RunTimeout
+from driftlab.storage.secret_env import child_env, hide_from_proc
 from driftlab.storage.store import Store
 from driftlab.runs.worker import decode_record
 from driftlab import settings
@@ -43,6 +46,17 @@ RESULT_POLL_S = 0.5  # the main thread wakes this often, so Ctrl-C is handled pr
 
 class WorkerDied(DriftlabError, RuntimeError):
     """A worker process that exited or closed its pipe."""
+
+
+class RunTimedOut(DriftlabError, RuntimeError):
+    """A run that did not answer within its time limit; its worker was killed."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"no answer within {seconds:.0f} s")
+        self.seconds = seconds
+
+
+EpochFn = Callable[[int, dict[str, float]], "str | None"]
 
 
 def available_cpus() -> int:
@@ -60,14 +74,11 @@ def available_cpus() -> int:
     return max(1, cpus)
 
 
-DATABASE_ENV_KEYS = (settings.DB_URL.name, settings.TEST_PG_URL.name)
-
-
 def worker_env(profile: ProfileConfig, index: int = 0) -> dict[str, str]:
     """The environment of worker ``index`` of a profile: inherited, minus stale knobs, plus the profile's."""
-    # Workers never touch the database (the parent records their runs), so the
-    # database URL is not handed to them, nor to the user model code they run.
-    env = {k: v for k, v in os.environ.items() if k not in PROFILE_ENV_KEYS and k not in DATABASE_ENV_KEYS}
+    # Workers never touch the database (the parent records their runs), so no variable
+    # holding a database credential is handed to them, nor to the user model code they run.
+    env = {k: v for k, v in child_env().items() if k not in PROFILE_ENV_KEYS}
     env.update(env_for(profile))
     env["PYTHONUNBUFFERED"] = "1"
     env[settings.PARENT_PID.name] = str(os.getpid())
@@ -89,33 +100,61 @@ class Worker:
     def __init__(self, profile: ProfileConfig, log_path: str | None = None, *, index: int = 0):
         self.profile = profile
         self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+        hide_from_proc()  # user code in the worker could read this process's /proc/<pid>/environ
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "driftlab.runs.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=self._log, env=worker_env(profile, index), text=True, bufsize=1)
-        self.runs = 0
+        self.runs, self._limit = 0, 0.0
         hello = self._read()
         if "refused" in hello:
             self.close()
             raise ProfileError(hello["refused"])
         self.fingerprint = hello["ready"]
 
-    def _read(self) -> dict[str, Any]:
+    def _read(self, deadline: float | None = None) -> dict[str, Any]:
+        if deadline is not None:
+            ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise RunTimedOut(self._limit)
         line = self.proc.stdout.readline()
         if not line:
             code = self.proc.wait()
             raise WorkerDied(f"worker for profile '{self.profile.name}' exited with code {code}")
         return json.loads(line)
 
-    def run(self, spec: RunSpec) -> RunRecord:
-        """Train one spec in this worker and return its record."""
+    def _send(self, message: dict[str, Any]) -> None:
         try:
-            self.proc.stdin.write(json.dumps({"spec": spec.to_json()}) + "\n")
+            self.proc.stdin.write(json.dumps(message) + "\n")
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError, ValueError):
             raise WorkerDied(f"worker for profile '{self.profile.name}' is gone") from None
-        record = decode_record(self._read())
-        self.runs += 1
-        return record
+
+    def run(self, spec: RunSpec, *, timeout_s: float | None = None, on_epoch: EpochFn | None = None
+            ) -> RunRecord:
+        """Train one spec in this worker and return its record.
+
+        Args:
+            spec: The run.
+            timeout_s: Kill the worker and raise ``RunTimedOut`` if the record has not
+                arrived after this many seconds (the worker is unusable afterwards).
+            on_epoch: Called with (epoch, validation metrics) after each epoch; a
+                returned reason stops the run there (its record's status is ``stopped``).
+        """
+        self._send({"spec": spec.to_json(), "report_epochs": on_epoch is not None})
+        self._limit = timeout_s or 0.0
+        deadline = time.monotonic() + timeout_s if timeout_s else None
+        while True:
+            try:
+                message = self._read(deadline)
+            except RunTimedOut:
+                self.kill()
+                raise
+            if "epoch" in message and "key" not in message:
+                reason = on_epoch(int(message["epoch"]), message["values"]) if on_epoch else None
+                self._send({"stop": bool(reason), "reason": reason or ""})
+                continue
+            self.runs += 1
+            return decode_record(message)
 
     def kill(self) -> None:
         """Stop at once (an interrupted stage): the run in progress is abandoned."""
@@ -154,8 +193,9 @@ ProgressFn = Callable[[RunSpec, dict[str, Any]], None]
 class _Pool:
     """``jobs`` threads, each owning one worker process, fed from one queue."""
 
-    def __init__(self, profile: ProfileConfig, todo: list[RunSpec], jobs: int, log_dir: str | None):
-        self.profile, self.log_dir = profile, log_dir
+    def __init__(self, profile: ProfileConfig, todo: list[RunSpec], jobs: int, log_dir: str | None,
+                 timeout: RunTimeout):
+        self.profile, self.log_dir, self.timeout = profile, log_dir, timeout
         self.work: queue.Queue[RunSpec] = queue.Queue()
         for spec in todo:
             self.work.put(spec)
@@ -187,7 +227,16 @@ class _Pool:
                     try:
                         if worker is None:
                             worker = self._start_worker(index)
-                        self.results.put((spec, worker.run(spec)))  # finished runs are kept, even when stopping
+                        t0 = time.monotonic()
+                        record = worker.run(spec, timeout_s=self.timeout.seconds())
+                        self.timeout.observe(time.monotonic() - t0)
+                        self.results.put((spec, record))  # finished runs are kept, even when stopping
+                        break
+                    except RunTimedOut as exc:
+                        worker.close()
+                        worker = None  # the next run gets a fresh worker
+                        self.results.put((spec, {"key": spec.key, "status": "failed",
+                                                 "error": self.timeout.explain(exc.seconds)}))
                         break
                     except WorkerDied as exc:
                         worker = None
@@ -212,8 +261,8 @@ class _Pool:
 
 
 def execute(specs: list[RunSpec], profile: ProfileConfig, store: Store, experiment_id: int, *,
-            jobs: int = 1, progress: ProgressFn | None = None, log_dir: str | None = None
-            ) -> ExecutionSummary:
+            jobs: int = 1, progress: ProgressFn | None = None, log_dir: str | None = None,
+            run_timeout_s: float | None = None) -> ExecutionSummary:
     """Train every spec not yet recorded, on ``jobs`` workers of one profile.
 
     Args:
@@ -224,6 +273,8 @@ def execute(specs: list[RunSpec], profile: ProfileConfig, store: Store, experime
         jobs: Worker processes (at most one per spec left to train).
         progress: Called with (spec, record) after each record is saved.
         log_dir: Folder for the workers' stderr logs (none: discarded).
+        run_timeout_s: ``model.run_timeout_s``: a run not done by then is recorded as
+            failed and its worker replaced (None: derived, see ``driftlab.runs.timeouts``).
 
     Returns:
         Counts: planned, skipped (already recorded), trained, failed; seconds; workers.
@@ -240,7 +291,7 @@ def execute(specs: list[RunSpec], profile: ProfileConfig, store: Store, experime
         return summary
     jobs = max(1, min(jobs, len(todo)))
     summary.workers = jobs
-    pool = _Pool(profile, todo, jobs, log_dir)
+    pool = _Pool(profile, todo, jobs, log_dir, RunTimeout(run_timeout_s, max(s.epochs for s in todo)))
     current: tuple[RunSpec, dict[str, Any]] | None = None
     try:
         while summary.trained + summary.failed < len(todo):

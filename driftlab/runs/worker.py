@@ -9,7 +9,9 @@ process's, see ``training``).
 
 The protocol is JSON lines: the worker sends ``{"ready": fingerprint}`` (or
 ``{"refused": reason}`` when this machine cannot honour the profile), then
-for each spec it reads it answers one record. Anything user code prints goes
+for each spec it reads it answers one record (a spec sent with ``report_epochs``
+first reports every epoch and waits for go or stop, see ``_epoch_reporter``).
+Anything user code prints goes
 to stderr, so the protocol channel stays clean.
 
 Signals: the worker ignores SIGINT (Ctrl-C reaches the whole process group;
@@ -90,6 +92,34 @@ def _configure_tensorflow() -> str | None:
     return None
 
 
+class StopRequested(Exception):
+    """The parent answered an epoch report with ``stop``."""
+
+    def __init__(self, reason: str, epoch: int):
+        super().__init__(reason)
+        self.epoch = epoch
+
+
+def _epoch_reporter(stdin: TextIO, channel: TextIO):
+    """An ``epoch_callback`` that reports each epoch's validation metrics and waits for go or stop.
+
+    The protocol inside one run: ``{"epoch": e, "values": {...}}`` out, ``{"stop": false}``
+    (or ``{"stop": true, "reason": ...}``) back. A tuning trial uses it for pruning, so the
+    pruner's decision is taken where the study is, not in the process running user code.
+    """
+
+    def report(epoch: int, values: dict[str, float]) -> None:
+        channel.write(json.dumps({"epoch": epoch, "values": values}) + "\n")
+        answer = stdin.readline()
+        if not answer:
+            raise StopRequested("the stage closed the channel", epoch)
+        reply = json.loads(answer)
+        if reply.get("stop"):
+            raise StopRequested(str(reply.get("reason") or "stopped by the stage"), epoch)
+
+    return report
+
+
 def serve(stdin: TextIO, channel: TextIO) -> None:
     """Answer ready (or refused), then one record per spec line until stdin closes."""
     from driftlab.runs import failures, fingerprint, training
@@ -104,9 +134,13 @@ def serve(stdin: TextIO, channel: TextIO) -> None:
     for line in stdin:
         if not line.strip():
             continue
-        spec = RunSpec.from_json(json.loads(line)["spec"])
+        message = json.loads(line)
+        spec = RunSpec.from_json(message["spec"])
+        callback = _epoch_reporter(stdin, channel) if message.get("report_epochs") else None
         try:
-            record = encode_record(training.train(spec))
+            record = encode_record(training.train(spec, epoch_callback=callback))
+        except StopRequested as stop:  # the parent asked to stop after an epoch (a pruned trial)
+            record = {"key": spec.key, "status": "stopped", "error": str(stop), "epoch": stop.epoch}
         except Exception as exc:  # a run that raises is recorded as failed; the worker goes on
             # The error names the user's exception and frames (failures.describe); the full
             # traceback goes to this worker's log (stderr), never to the terminal.
