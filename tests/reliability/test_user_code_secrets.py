@@ -75,6 +75,8 @@ STAGES = textwrap.dedent("""
     assert os.environ.get("DRIFTLAB_DB_URL"), "control: the stage itself still holds the URL"
 """)
 TIMEOUT_S = 600
+#: Where user code may run: training workers, and validate's one-off build on a dummy batch.
+USER_CODE_PROCESSES = ("driftlab.runs.worker", "driftlab.runs.build_check")
 MARK = "visible-on-purpose"
 
 
@@ -102,7 +104,7 @@ def _env(tmp_path: Path, spy_out: Path, secret: dict[str, str]) -> dict[str, str
 
 
 def _check(spy_out: Path, password: str) -> int:
-    """How many times the builder ran; fails on any trace of the password it could reach."""
+    """How many times the builder ran in a training worker; fails on any trace of the password it could reach."""
     records = [json.loads(line) for line in spy_out.read_text().splitlines()]
     for record in records:
         assert record["env"].get("SPY_MARK") == MARK, "control: the builder sees variables set on purpose"
@@ -111,9 +113,9 @@ def _check(spy_out: Path, password: str) -> int:
             assert password not in seen["environ"], f"the password is in /proc/{pid}/environ: {seen['cmdline'][:200]}"
             assert password not in seen["cmdline"], f"the password is in /proc/{pid}/cmdline"
         own = next(iter(record["proc"].values()))["cmdline"]
-        assert "driftlab.runs.worker" in own, "user code ran outside a worker process (in the stage itself?)"
+        assert any(m in own for m in USER_CODE_PROCESSES), f"user code ran outside a worker process: {own[:200]}"
         assert len(record["proc"]) >= 2, "control: the scan reached the parent"
-    return len(records)
+    return sum("driftlab.runs.worker" in next(iter(r["proc"].values()))["cmdline"] for r in records)
 
 
 @pytest.mark.db
@@ -139,13 +141,14 @@ def test_stages_keep_every_password_form_from_user_code(form, tmp_path, request)
 
 @pytest.mark.db
 @pytest.mark.slow
-def test_a_whole_run_keeps_the_password_from_user_code(tmp_path, request):
+@pytest.mark.parametrize("form", ["userinfo", "query"])
+def test_a_whole_run_keeps_the_password_from_user_code(form, tmp_path, request):
     row = figure(request, "DB password: user model code during tuning and retraining (env, /proc)", cases=1,
-                 note="form: userinfo, a whole `driftlab run`")
+                 note=f"form: {form}, a whole `driftlab run`")
     password = test_password()
     config, spy_out = _workspace(tmp_path)
     with scratch_database(password=password) as url:
-        env = _env(tmp_path, spy_out, _forms(url, password)["userinfo"])
+        env = _env(tmp_path, spy_out, _forms(url, password)[form])
         proc = subprocess.Popen([sys.executable, "-m", "driftlab", "run", str(config), "--campaign", "spy"],
                                 env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
@@ -159,6 +162,11 @@ def test_a_whole_run_keeps_the_password_from_user_code(tmp_path, request):
     n = _check(spy_out, password)
     assert n == 2 + 2, "control: the builder ran for both trials and both retrain runs"
     assert password not in out + err
+    shown = " ".join((out + err).split())  # the terminal wraps long lines
+    assert "results in postgresql+psycopg2://" in shown and ("password=***" if form == "query" else ":***@") in shown, \
+        "control: the results line names the database, the password masked"
+    logs = list((tmp_path / "home" / "logs").glob("*.log"))
+    assert logs and all(password not in p.read_text(errors="replace") for p in logs), "the password is in a log"
     row.update(lost=0, duplicates=0, wasted=0)
 
 
