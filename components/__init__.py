@@ -7,6 +7,7 @@ body imports ``driftlab`` and calls one function of ``driftlab.stages``.
 from driftlab.components.aggregate_drift import aggregate_drift
 from driftlab.components.check_gate import check_gate
 from driftlab.components.plan_nodes import plan_nodes
+from driftlab.components.plan_seeds import plan_seeds
 from driftlab.components.pool_placement import pool_placement
 from driftlab.components.prepare import prepare
 from driftlab.components.record_outcome import record_outcome
@@ -16,5 +17,5 @@ from driftlab.components.retrain_top_k import retrain_top_k
 from driftlab.components.select_best import select_best
 from driftlab.components.tune import tune
 
-__all__ = ["aggregate_drift", "check_gate", "plan_nodes", "pool_placement", "prepare", "record_outcome",
+__all__ = ["aggregate_drift", "check_gate", "plan_nodes", "plan_seeds", "pool_placement", "prepare", "record_outcome",
            "retrain_across_nodes", "retrain_across_seeds", "retrain_top_k", "select_best", "tune"]

@@ -5,7 +5,7 @@ from driftlab.components.images import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-def aggregate_drift(config_yaml: str, campaign: str, tuning: str, seeds_summary: dict,
+def aggregate_drift(config_yaml: str, campaign: str, tuning: str, seeds_summary: list,
                     nodes_summary: list, report_json: Output[Artifact], report_md: Output[Markdown],
                     report_html: Output[HTML], metrics: Output[Metrics]) -> str:
     """Compute drift by source and profile, write the reports, evaluate the tolerance gate.
@@ -14,7 +14,7 @@ def aggregate_drift(config_yaml: str, campaign: str, tuning: str, seeds_summary:
         config_yaml: The experiment file's text.
         campaign: Campaign name (selects the runs).
         tuning: Study summary from select_best (JSON text).
-        seeds_summary: Counts from retrain_across_seeds.
+        seeds_summary: Collected counts from retrain_across_seeds (one per shard).
         nodes_summary: Collected counts from retrain_across_nodes.
         report_json: The JSON report (schema driftlab.report/2, docs/report-schema.md).
         report_md: The Markdown report, shown in the KFP UI.

@@ -20,6 +20,8 @@ from typing import Any, TypedDict
 
 import numpy as np
 
+from driftlab.errors import BadInput
+
 
 class RunRecord(TypedDict, total=False):
     key: str
@@ -137,3 +139,59 @@ def tuning_summary_from_kfp(raw: dict[str, Any] | str | None) -> dict[str, Any] 
     if "trials_per_worker" in out:
         out["trials_per_worker"] = [int(n) for n in out["trials_per_worker"]]
     return out
+
+
+# -- how much travels as a task's parameters ---------------------------------------------------------------------
+#: kfp.local hands a task its whole executor input (every parameter, JSON-encoded) as ONE command-line
+#: argument, and Linux caps one argument at MAX_ARG_STRLEN = 128 KiB, its terminating NUL included.
+MAX_TASK_ARGUMENT = 128 * 1024 - 1
+#: The most select_best's ``tuning`` output (the tuning summary, JSON text) takes in a task's argument.
+MAX_TUNING_TEXT = 12 * 1024
+#: The most the tuned parameters (``best_params``, JSON text) take there.
+MAX_PARAMS_TEXT = 3 * 1024
+#: Rows of the top-k table (values, parameters, trial numbers) kept in the tuning summary at the least:
+#: retrain-top-k needs its ``tuning.retrain_top_k`` configurations, the optimism figure a runner-up.
+MIN_TOP_K_ROWS = 2
+TOP_K_ROWS = ("top_k_values", "top_k_params", "top_k_trials")
+
+
+class TooLargeForTask(BadInput):
+    """A value that cannot travel as a pipeline-task parameter; the message names it and the fix."""
+
+
+def escaped_size(value: Any) -> int:
+    """Bytes ``value`` takes inside a task's executor input: ``json.dumps`` with ASCII escapes, as kfp.local
+    writes it (a string parameter holding JSON text is escaped once more: each ``"`` becomes ``\\"``)."""
+    return len(json.dumps(value))
+
+
+def bounded_tuning_summary(summary: dict[str, Any], *, keep: int, limit: int = MAX_TUNING_TEXT) -> str:
+    """The tuning summary as JSON text that takes at most ``limit`` bytes in a task's argument.
+
+    The trial table (``trials``) never travels. Rows of the top-k table past the first
+    ``max(keep, MIN_TOP_K_ROWS)`` are left out from the end until the text fits, and
+    ``top_k_left_out`` counts them; ``stability`` and ``top_k_spread`` still describe all the
+    top-k trials. Raises ``TooLargeForTask`` when the rows that must stay do not fit.
+    """
+    base = {k: v for k, v in summary.items() if k != "trials"}
+    rows = len(base.get("top_k_values") or [])
+
+    def text(n: int) -> str:
+        cut = {**base, **{k: list(base[k])[:n] for k in TOP_K_ROWS if k in base}}
+        if n < rows:
+            cut["top_k_left_out"] = rows - n
+        return json.dumps(cut, sort_keys=True, default=str)
+
+    if escaped_size(text(rows)) <= limit:
+        return text(rows)
+    low, high = min(rows, max(keep, MIN_TOP_K_ROWS)), rows  # text(low) must fit; text(high) does not
+    if escaped_size(text(low)) > limit:
+        raise TooLargeForTask(
+            f"tuning: the tuning summary takes {escaped_size(text(low)):,} bytes as a pipeline-task parameter even "
+            f"with only {low} top-k row(s), more than its {limit:,}-byte share of the {MAX_TASK_ARGUMENT:,} bytes "
+            "Linux allows one argument; tune fewer or shorter parameters (long categorical choices take room in "
+            "every row), or lower tuning.retrain_top_k")
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if escaped_size(text(middle)) <= limit else (low, middle)
+    return text(low)

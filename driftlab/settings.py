@@ -49,6 +49,9 @@ DB_URL = Setting("DRIFTLAB_DB_URL", "database URL for run records, reports and (
                  "(storage.url_env names another variable.)")
 DB_RETRY_S = Setting("DRIFTLAB_DB_RETRY_S", "seconds every database call waits out an unreachable database",
                      "120")
+STUDY_GRPC = Setting("DRIFTLAB_STUDY_GRPC", "host:port (or grpc://host:port) of the Optuna gRPC storage proxy "
+                     "in front of the study database (`python -m driftlab.tuning.proxy`); set, every study call "
+                     "goes through it and the process needs no database URL for the study")
 HOME = Setting("DRIFTLAB_HOME", "folder of the local database, logs and reports; overrides storage.local_dir "
                "(`driftlab run --home` sets it)")
 JOBS = Setting("DRIFTLAB_JOBS", "worker processes per training stage (`driftlab run --jobs`); default: the "
@@ -58,12 +61,30 @@ IMAGE_REGISTRY = Setting("DRIFTLAB_IMAGE_REGISTRY", "registry of the driftlab-cp
                          "pipeline names (`--image-registry`)", "ghcr.io/driftlab")
 REUSE_MODELS = Setting("DRIFTLAB_REUSE_MODELS", "reuse a worker's traced train step across runs of one "
                        "architecture: 0 off, 1 also for user builders", None)
+MAX_CONFIG_BYTES = Setting("DRIFTLAB_MAX_CONFIG_BYTES", "the largest experiment file read, in bytes (suffixes "
+                           "KiB, MiB, GiB); at most 96KiB: the file travels in one pipeline-task argument",
+                           "64KiB")
+MAX_DATA_BYTES = Setting("DRIFTLAB_MAX_DATA_BYTES", "the largest csv/npz data file read, in bytes (suffixes KiB, "
+                         "MiB, GiB); also bounds each npz array once uncompressed", "2GiB")
+MAX_REPORT_BYTES = Setting("DRIFTLAB_MAX_REPORT_BYTES", "the largest report.json read back (`driftlab gate`, "
+                           "`report show`, `run`), in bytes (suffixes KiB, MiB, GiB)", "256MiB")
+AGGREGATE_BLOCK_BYTES = Setting("DRIFTLAB_AGGREGATE_BLOCK_BYTES", "about how many bytes of run arrays "
+                                "aggregate-drift holds at once, counted at 8 per prediction value (suffixes KiB, "
+                                "MiB, GiB): less memory, or fewer runs read twice", "64MiB")
+BUILD_CHECK_TIMEOUT_S = Setting("DRIFTLAB_BUILD_CHECK_TIMEOUT_S", "seconds `driftlab validate` and `run` wait for "
+                                "the model builder to be imported and built once on a dummy batch", "300")
+EXECUTION_STALE_S = Setting("DRIFTLAB_EXECUTION_STALE_S", "seconds without a sign of life after which the "
+                            "next `driftlab run` marks a `running` execution abandoned when its process cannot be "
+                            "checked (another machine); one on this machine whose process is gone is marked at once",
+                            "900")
 TEST_PG_URL = Setting("DRIFTLAB_TEST_PG_URL", "the PostgreSQL server the tests use",
                       "postgresql://postgres@127.0.0.1:5432/test")
 
 REPORT_DIR = Setting("DRIFTLAB_REPORT_DIR", "where aggregate-drift writes the reports", None, RUN_TASKS)
 LOG_DIR = Setting("DRIFTLAB_LOG_DIR", "folder of the run's log and its workers' logs", None, RUN_TASKS)
 LOG_FILE = Setting("DRIFTLAB_LOG_FILE", "the run's full log, named after failures", None, RUN_TASKS)
+SECRET_FD = Setting("DRIFTLAB_SECRET_FD", "a pipe the task reads its database credentials from (they never "
+                    "travel in a task's environment locally)", None, RUN_TASKS)
 QUIET = Setting("DRIFTLAB_QUIET", "1: plain progress lines instead of bars", None, RUN_TASKS)
 DB_WAIT_AT_OPEN = Setting("DRIFTLAB_DB_WAIT_AT_OPEN", "1: opening the database waits out an outage "
                           "(it was reachable when the run started)", None, RUN_TASKS)

@@ -16,7 +16,7 @@ from typing import Any
 from driftlab.contracts import (NodeItem, PreparedPlan, StageSummary, node_item_from_kfp, to_kfp,
                                 tuning_summary_from_kfp as typed_tuning_summary)
 from driftlab.config import ExperimentConfig, canonical_json, config_hash, load_config_text, plan_hash
-from driftlab.config.profiles import (CLUSTER, LOCAL, ResolvedProfiles, apply_env, check_here, profile_json,
+from driftlab.config.profiles import (CLUSTER, LOCAL, ResolvedProfiles, check_here, profile_json,
                                       profiles_for)
 from driftlab.runs.spec import RunSpec
 from driftlab.config.seedplan import SeedPoint, check_cap, node_points, seed_points
@@ -47,6 +47,18 @@ def _store(config: ExperimentConfig):
     return Store.from_config(config)
 
 
+NO_PROFILE = ""  # the placeholder loop item of an experiment with a single profile
+LOCAL_LOOP_CONCURRENCY = 2  # kfp.local runs at most this many ParallelFor iterations at once
+
+
+def _tune_tasks(config: ExperimentConfig) -> list[int]:
+    """The tune loop's items: one per worker on a cluster; locally what kfp.local runs at once."""
+    if not config.search_space or config.tuning.study:
+        return [0]  # one placeholder task that returns at once (no trial, no TensorFlow)
+    workers = config.tuning.workers
+    return list(range(workers if not is_local() else min(workers, LOCAL_LOOP_CONCURRENCY)))
+
+
 def prepare(config_text: str, campaign: str) -> PreparedPlan:
     """Validate everything, create the study, and return what the pipeline fans out over."""
     from driftlab import tuning
@@ -69,16 +81,12 @@ def prepare(config_text: str, campaign: str) -> PreparedPlan:
         "study": study,
         # Never an empty list: kfp.local cannot collect the outputs of an empty ParallelFor.
         # Without a search space one worker runs and returns at once (no trial, no TensorFlow).
-        "workers": list(range(config.tuning.workers)) if config.search_space and not config.tuning.study else [0],
+        "workers": _tune_tasks(config),
         "reference": profiles.reference.name,
         "profiles": others,
         "skipped_profiles": [{"name": p.name, "reason": why} for p, why in profiles.skipped],
         "planned_runs": total,
     })
-
-
-NO_PROFILE = ""  # the placeholder loop item of an experiment with a single profile
-LOCAL_LOOP_CONCURRENCY = 2  # kfp.local runs at most this many ParallelFor iterations at once
 
 
 def node_tasks(config_text: str, best_params: dict[str, Any] | str) -> list[NodeItem]:
@@ -111,11 +119,11 @@ def node_tasks(config_text: str, best_params: dict[str, Any] | str) -> list[Node
 
     tuned = params.encode_typed(config, best_params)  # JSON text: ints stay ints in a loop item
     n_runs = len(node_points(config.seeds))
-    count = shard_count(n_runs, local=local)
     items: list[NodeItem] = []
     for p in profiles.runnable:
         if p.name == profiles.reference.name:
             continue
+        count = shard_count(n_runs, local=local, configured=p.shards)
         for index in range(count):
             items.append({
                 "profile": p.name, "best_params": tuned, "kind": p.kind,
@@ -137,6 +145,26 @@ def node_tasks(config_text: str, best_params: dict[str, Any] | str) -> list[Node
     return [to_kfp(item) for item in items]
 
 
+def seed_tasks(config_text: str, best_params: dict[str, Any] | str = "{}") -> list[dict[str, Any]]:
+    """The retrain-across-seeds loop items: one per shard of the seed plan (one pod each).
+
+    ``seeds.shards`` sets the count; unset, one shard per ``DRIFTLAB_RUNS_PER_SHARD`` runs
+    on a cluster and one locally (``seedplan.shard_count``). Each item is
+    ``{best_params, shard_index, shard_count, runs}``, self-contained like the node items
+    (kfp.local hands a loop task the item's fields, not a parameter from outside the loop).
+    A shard that a retried pod trains again skips the runs already recorded.
+    """
+    from driftlab.config import params
+    from driftlab.config.seedplan import shard_count
+
+    config = load(config_text)
+    tuned = params.encode_typed(config, best_params)
+    n_runs = len(seed_points(config.seeds))
+    count = shard_count(n_runs, local=is_local(), configured=config.seeds.shards)
+    return [{"best_params": tuned, "shard_index": i, "shard_count": count, "runs": len(range(i, n_runs, count))}
+            for i in range(count)]
+
+
 def _seed_spec(config: ExperimentConfig, campaign: str, hparams: dict[str, Any], point: SeedPoint,
                profile: dict[str, Any], stage: str, data_digest: str) -> RunSpec:
     return RunSpec(
@@ -154,50 +182,68 @@ def hyperparameters(config: ExperimentConfig, best_params: dict[str, Any] | str)
     return params.hyperparameters(config, best_params)
 
 
-def tune(config_text: str, campaign: str, worker_index: int) -> int:
-    """One tuning worker: real Keras trials on the reference profile until the budget is met.
+def tune_worker_indices(config: ExperimentConfig, task_index: int) -> list[int]:
+    """The tuning workers one tune task runs: its own index on a cluster (one pod each).
 
-    Each trial trains with the seed plan's first seeds, reports the validation
-    metric after every epoch (the pruner may stop it there) and returns the
-    final one; a run that fails raises, so its trial is FAIL with the error.
-    Returns the number of trials this worker ran (0 when the study is done: a
-    re-run resumes, it never exceeds the budget).
+    Locally kfp.local runs at most ``LOCAL_LOOP_CONCURRENCY`` loop iterations at once, so
+    ``prepare`` lists that many tune tasks and each runs every ``LOCAL_LOOP_CONCURRENCY``-th
+    worker index in its own thread and trial process: ``tuning.workers`` trials run at once
+    either way.
     """
-    import optuna
+    if not is_local():
+        return [task_index]
+    tasks = min(config.tuning.workers, LOCAL_LOOP_CONCURRENCY)
+    return list(range(task_index, config.tuning.workers, tasks))
+
+
+def tune(config_text: str, campaign: str, worker_index: int) -> int:
+    """One tune task: real Keras trials on the reference profile until the budget is met.
+
+    Each trial trains with the seed plan's first seeds in a worker process that holds no
+    database credential (``tuning.trial_worker``), reports the validation metric after
+    every epoch (the pruner may stop it there) and returns the final one; a run that
+    fails or times out raises, so its trial is FAIL with the error. Locally one task runs
+    several tuning workers (``tune_worker_indices``). Returns the number of trials this
+    task ran (0 when the study is done: a re-run resumes, it never exceeds the budget).
+    """
+    from concurrent.futures import ThreadPoolExecutor
 
     from driftlab.runs import datasets
+    from driftlab.runs.timeouts import RunTimeout
+    from driftlab.storage.secret_env import hide_from_proc
     from driftlab import tuning
+    from driftlab.tuning.trial_worker import TrialWorker, keras_objective
 
     config = load(config_text)
     if not config.search_space or config.tuning.study:
         return 0  # nothing to tune (or an existing study): the placeholder worker of prepare()
+    hide_from_proc()  # the trial processes are children of this one
     profiles = _profiles(config)
     check_here(profiles.reference, local=is_local())  # trials train here: this node must honour the reference
-    apply_env(profiles.reference)  # before TensorFlow is imported, in this process
-    from driftlab.runs import training
-
     digest = datasets.data_fingerprint(config.dataset)
     plan = config.seeds
     point = SeedPoint(plan.init[0], plan.shuffle[0], plan.split[0], 0, True)
-    metric = config.metric
+    reference = profile_json(profiles.reference)
+    timeout = RunTimeout(config.model.run_timeout_s, config.model.epochs)
+    indices = tune_worker_indices(config, worker_index)
+    if len(indices) > 1 or config.tuning.workers > 1:
+        print(f"[driftlab] tune task {worker_index}: tuning worker(s) {', '.join(map(str, indices))} of "
+              f"{config.tuning.workers} (tuning.workers), each with its own trial process", file=sys.stderr, flush=True)
 
-    def objective(trial: optuna.Trial) -> float:
-        hp = hyperparameters(config, tuning.suggest(trial, config))
-        spec = _seed_spec(config, campaign, hp, point, profile_json(profiles.reference), "tune", digest)
+    def spec_for(params: dict[str, Any]) -> RunSpec:
+        return _seed_spec(config, campaign, hyperparameters(config, params), point, reference, "tune", digest)
 
-        def report(epoch: int, values: dict[str, float]) -> None:
-            trial.report(values[metric], epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at epoch {epoch + 1}")
+    def one(index: int) -> int:
+        worker = TrialWorker(profiles.reference, index, settings.LOG_DIR.raw())
+        try:
+            return tuning.run_worker(config, campaign, index, keras_objective(config, worker, spec_for, timeout))
+        finally:
+            worker.close()
 
-        record = training.train(spec, epoch_callback=report)
-        if record["status"] != "ok":
-            raise RuntimeError(record["error"])
-        trial.set_user_attr("eval_" + metric, record["metrics"][f"eval_{metric}"])
-        trial.set_user_attr("run_key", spec.key)
-        return float(record["metrics"][f"val_{metric}"])
-
-    return tuning.run_worker(config, campaign, worker_index, objective)
+    if len(indices) == 1:
+        return one(indices[0])
+    with ThreadPoolExecutor(len(indices)) as pool:
+        return sum(pool.map(one, indices))
 
 
 def select_best(config_text: str, campaign: str) -> dict[str, Any]:
@@ -228,7 +274,15 @@ def select_best_for_kfp(config_text: str, campaign: str, trials_per_worker: list
     summary["trials_per_worker"] = [int(n) for n in (trials_per_worker or [])]
     if best.get("best_value") is not None:
         print(f"[driftlab] best {best.get('best_value')} (trial {best.get('best_trial')}): {values}", flush=True)
-    return params.encode_typed(config, values), dumps(summary)
+    from driftlab.contracts import MAX_PARAMS_TEXT, TooLargeForTask, bounded_tuning_summary, escaped_size
+
+    encoded = params.encode_typed(config, values)
+    if escaped_size(encoded) > MAX_PARAMS_TEXT:  # it travels to every retrain task, beside the config text
+        raise TooLargeForTask(f"best_params: the best trial's parameters take {escaped_size(encoded):,} bytes as a "
+                              f"pipeline-task parameter, more than the {MAX_PARAMS_TEXT:,} allowed; tune fewer or "
+                              "shorter parameters (a long categorical choice travels whole)")
+    # Both texts travel as task parameters: the tuning summary's top-k table is cut to fit its share.
+    return encoded, bounded_tuning_summary(summary, keep=config.tuning.retrain_top_k)
 
 
 def _run_specs(config: ExperimentConfig, campaign: str, best_params: dict[str, Any], profile,
@@ -264,7 +318,7 @@ def _execute(config: ExperimentConfig, specs: list[RunSpec], profile, *, jobs: i
     try:
         with run_progress(len(specs), title, completed=done_before, quiet=quiet) as advance:
             summary = execute(specs, profile, store, exp_id, jobs=jobs, progress=advance,
-                              log_dir=settings.LOG_DIR.raw())
+                              log_dir=settings.LOG_DIR.raw(), run_timeout_s=config.model.run_timeout_s)
     except KeyboardInterrupt:
         kept = len(store.done_keys(s.key for s in specs))
         print(f"[driftlab] {title}: interrupted; {kept}/{len(specs)} runs recorded and kept. "
@@ -435,10 +489,15 @@ def aggregate(config_text: str, campaign: str, out_dir: str, tuning_summary: dic
     config = load(config_text)
     profiles: ResolvedProfiles = _profiles(config)
     store = _store(config)
-    records = store.load_runs(config.name, campaign, plan=plan_hash(config))  # this plan's runs only
-    top_k_records = [r for r in records if r.get("stage") == TOP_K_STAGE]
-    records = [r for r in records if r.get("stage") != TOP_K_STAGE]  # runner-ups never enter drift statistics
-    result = analyze(records, config, reference=profiles.reference.name, profiles=profiles.names())
+
+    def campaign_runs(*, top_k: bool = False):  # this plan's runs, read again each time, their arrays left stored
+        return (r for r in store.iter_runs(config.name, campaign, plan=plan_hash(config), with_spec=top_k)
+                if top_k or r.get("stage") != TOP_K_STAGE)  # runner-ups never enter drift statistics
+
+    from driftlab.inputs import byte_limit
+
+    result = analyze(campaign_runs(), config, reference=profiles.reference.name, profiles=profiles.names(),
+                     arrays=store, block_bytes=byte_limit(settings.AGGREGATE_BLOCK_BYTES))
     result["experiment"] = {"name": config.name, "campaign": campaign, "config_hash": config_hash(config),
                             "plan_hash": plan_hash(config),
                             "task": config.task, "metric": config.metric,
@@ -448,11 +507,11 @@ def aggregate(config_text: str, campaign: str, out_dir: str, tuning_summary: dic
         result["tuning"] = {k: v for k, v in tuning_summary.items() if k != "trials"}
         from driftlab.drift.optimism import attach
 
-        attach(result, records)  # the best trial's value against retraining it (report.json "optimism")
+        attach(result, campaign_runs())  # the best trial's value against retraining it (report.json "optimism")
         if config.tuning.retrain_top_k > 1:
             from driftlab.drift.topk import attach_top_k
 
-            attach_top_k(result, records + top_k_records, config, reference=profiles.reference.name)
+            attach_top_k(result, campaign_runs(top_k=True), config, reference=profiles.reference.name)
     paths = report.write_all(result, out_dir)
     store.save_report(config.name, campaign, result["gate"]["status"], result)
     return {"paths": paths, "gate": result["gate"]["status"], "summary": result["summary"],

@@ -1,9 +1,10 @@
 """The driftlab pipeline: one definition for the cluster and for ``kfp.local``.
 # No "from __future__ import annotations" here: KFP reads the real annotation types.
 
-prepare ─> tune ×W (ParallelFor) ─> select_best ─> retrain_across_seeds ─> retrain_top_k
-                                         └─> plan_nodes ─> retrain_across_nodes ×P (ParallelFor,
-                                                            after retrain_across_seeds)
+prepare ─> tune ×W (ParallelFor) ─> select_best ─> plan_seeds ─> retrain_across_seeds ×S (ParallelFor
+                                         │                          over shards) ─> retrain_top_k
+                                         └─> plan_nodes ─> retrain_across_nodes ×P·S (ParallelFor over
+                                                            pools × shards, after retrain_across_seeds)
                                                         └─> aggregate_drift ─> check_gate
 
 Placement (node selectors, tolerations, accelerators, secrets) is attached in
@@ -22,8 +23,8 @@ Compile: ``kfp dsl compile --py pipelines/driftlab_pipeline.py --output pipeline
 
 from kfp import dsl
 
-from driftlab.components import (aggregate_drift, check_gate, plan_nodes, pool_placement, prepare, record_outcome,
-                                 retrain_across_nodes, retrain_across_seeds, retrain_top_k, select_best, tune)
+from driftlab.components import (aggregate_drift, check_gate, plan_nodes, plan_seeds, pool_placement, prepare,
+                                 record_outcome, retrain_across_nodes, retrain_across_seeds, retrain_top_k, select_best, tune)
 from driftlab.components.images import DEFAULT_REGISTRY, image_names
 from driftlab.pipelines import pod
 
@@ -37,6 +38,7 @@ CLUSTER_RETRIES = 3
 # Parallel Pods per loop: tune workers share one study; node pools are separate node groups.
 TUNE_PARALLELISM = 4
 NODE_POOL_PARALLELISM = 4
+SEED_SHARD_PARALLELISM = 8  # shards of the seed plan on the reference pool
 
 # Small steps read the config and the store; aggregate loads every run's predictions.
 SMALL = ("500m", "1Gi")
@@ -89,9 +91,13 @@ def build_pipeline(*, registry: str = DEFAULT_REGISTRY, retries: int = CLUSTER_R
             best = small(select_best(config_yaml=config_yaml, campaign=campaign,
                                      trials_per_worker=dsl.Collected(tuner.output)), database=True)
 
-            seeds = retrain_across_seeds(config_yaml=config_yaml, campaign=campaign,
-                                         best_params=best.outputs["best_params"])
-            on_pool(pod.cluster_task(seeds, database=True), config_yaml, "", "reference")
+            seeds_plan = small(plan_seeds(config_yaml=config_yaml, best_params=best.outputs["best_params"]),
+                               database=False)
+
+            with dsl.ParallelFor(seeds_plan.output, parallelism=SEED_SHARD_PARALLELISM, name="seed-shards") as part:
+                seeds = retrain_across_seeds(config_yaml=config_yaml, campaign=campaign, best_params=part.best_params,
+                                             shard_index=part.shard_index, shard_count=part.shard_count)
+                on_pool(pod.cluster_task(seeds, database=True), config_yaml, "", "reference")
 
             nodes_plan = small(plan_nodes(config_yaml=config_yaml, best_params=best.outputs["best_params"]),
                                database=False)
@@ -106,7 +112,7 @@ def build_pipeline(*, registry: str = DEFAULT_REGISTRY, retries: int = CLUSTER_R
             runner_ups.after(seeds)  # one stage at a time on the reference pool's cores
 
             agg = aggregate_drift(config_yaml=config_yaml, campaign=campaign, tuning=best.outputs["tuning"],
-                                  seeds_summary=seeds.output, nodes_summary=dsl.Collected(nodes.output))
+                                  seeds_summary=dsl.Collected(seeds.output), nodes_summary=dsl.Collected(nodes.output))
             agg.after(runner_ups)
             pod.request_resources(pod.cluster_task(agg, database=True), *AGGREGATE)
             agg.set_container_image(cpu_image)

@@ -51,8 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from driftlab.errors import DriftlabError
+    from driftlab.storage.secret_env import hide_from_proc
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    hide_from_proc()  # the tasks and workers this starts could read our /proc/<pid>/environ
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

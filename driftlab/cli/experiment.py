@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,35 +25,56 @@ def _bad_input(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
-def _load(path: str):
-    from driftlab.config import load_config
-
-    return load_config(path)
-
-
-def _preflight(config) -> tuple[Any, int]:
-    """Everything that can be refused before any work starts: profiles, plan size."""
+def _preflight(config) -> tuple[Any, int, Any]:
+    """Everything that can be refused before any work starts: profiles, plan size; a data file's split."""
     from driftlab.config.profiles import LOCAL, profiles_for
     from driftlab.config.seedplan import check_cap
 
     profiles = profiles_for(config, LOCAL)
     total = check_cap(config.seeds, len(profiles.runnable))
+    split = None
     if config.dataset.name in ("csv", "npz"):  # a user's file: read it now, not in the first pipeline task
         from driftlab.runs.datasets import infer_task, make_split
 
-        make_split(config.dataset, config.seeds.split[0])
+        split = make_split(config.dataset, config.seeds.split[0])
         inference = infer_task(config.dataset)
         if inference.inferred:  # say what was decided from the data, and how to change it
             print(f"  task: {inference.task} (inferred: {inference.reason}; set dataset.task to override)")
-    return profiles, total
+    return profiles, total, split
+
+
+def _home(config, given: str | None) -> tuple[Path, str]:
+    """The folder driftlab run writes, and the field that chose it (named when it cannot be used)."""
+    from driftlab.storage.db import local_dir
+
+    if given:
+        return Path(given).resolve(), "--home"
+    return local_dir(config.storage.local_dir), settings.HOME.name if settings.HOME.raw() else "storage.local_dir"
+
+
+def _check_without_training(config, text: str, source: str, home: Path, home_field: str, campaign: str | None,
+                            split):
+    """What validate and run refuse before anything is written: task arguments, folders, model, memory."""
+    from driftlab.launch import task_args
+    from driftlab.runs import preflight
+
+    task_args.check(config, text, home=home, campaign=campaign, source=source, home_field=home_field)
+    return preflight.check(config, home=home, home_field=home_field, campaign=campaign, split=split)
 
 
 def cmd_validate(args) -> int:
-    config = _load(args.config)
-    profiles, total = _preflight(config)
+    from driftlab.config import load_config_text, read_config_text
+
+    text = read_config_text(args.config)
+    config = load_config_text(text, args.config)
+    profiles, total, split = _preflight(config)
+    home, home_field = _home(config, None)
+    checked = _check_without_training(config, text, args.config, home, home_field, None, split)
     print(f"{args.config}: valid. Experiment '{config.name}', {config.task}, metric {config.metric}; "
           f"{total} training runs on {len(profiles.runnable)} profile(s) "
           f"({', '.join(profiles.names())}), reference {profiles.reference.name}.")
+    for line in checked.lines(config.model.builder):
+        print(f"  {line}")
     for p, why in profiles.skipped:
         print(f"  {'note' if p.name == profiles.reference.name else 'skipped'} {p.name}: {why}")
     from driftlab.drift.stats import plan_advice
@@ -71,15 +92,19 @@ CAMPAIGN_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 def cmd_run(args) -> int:
     from driftlab.launch import local as local_run
     from driftlab.config import canonical_json, config_hash
-    from driftlab.storage.store import Store, database_url, local_dir, safe_url
+    from driftlab.storage.store import Store, database_url, safe_url
 
     if args.campaign is not None and not CAMPAIGN_PATTERN.match(args.campaign):
         return _bad_input(f"--campaign: {args.campaign[:80]!r} is not a campaign name; use 1-128 letters, digits, "
                           "'.', '_', ':' or '-', starting with a letter or digit (it names a folder of reports)")
-    config = _load(args.config)
-    profiles, total = _preflight(config)
-    text = Path(args.config).read_text(encoding="utf-8")
-    home = Path(args.home).resolve() if args.home else local_dir(config.storage.local_dir)
+    from driftlab.config import load_config_text, read_config_text
+
+    text = read_config_text(args.config)  # read once: the text the pipeline gets is the one validated
+    config = load_config_text(text, args.config)
+    profiles, total, split = _preflight(config)
+    home, home_field = _home(config, args.home)
+    # Everything knowable without training is refused here, before the home folder or a database row exists.
+    _check_without_training(config, text, args.config, home, home_field, args.campaign or "default", split)
     if args.jobs:
         os.environ[settings.JOBS.name] = str(args.jobs)
     os.environ[settings.HOME.name] = str(home)
@@ -100,9 +125,16 @@ def cmd_run(args) -> int:
     for p, why in profiles.skipped:
         kind = "note: profile" if p.name == profiles.reference.name else "skipped profile"
         console.print(f"  [yellow]{kind} {p.name}[/]: {why}")
+    for gone in store.mark_abandoned():
+        console.print(f"  [yellow]abandoned[/]: execution {gone['id']} ({gone['experiment']} · campaign "
+                      f"{gone['campaign']}), last seen {_utc_text(gone['last_seen'])}: {gone['reason']}")
     execution = store.start_execution(config.name, campaign, config_hash(config), canonical_json(config))
+    from driftlab.storage.owner import Heartbeat, heartbeat_every
+
     try:
-        report_dir = local_run.run_pipeline(text, campaign, home, verbose=args.verbose)
+        with Heartbeat(lambda: store.touch_execution(execution), heartbeat_every()):
+            _wait_for_turn(store, execution, campaign, console)
+            report_dir = local_run.run_pipeline(text, campaign, home, verbose=args.verbose)
         status = "succeeded"
     except local_run.PipelineFailed as exc:
         report_dir = exc.report_dir
@@ -116,13 +148,44 @@ def cmd_run(args) -> int:
         console.print("[yellow]interrupted[/]: finished runs are kept; run the same command again to resume")
         return 130
     store.finish_execution(execution, status)
-    result = json.loads((report_dir / "report.json").read_text())
+    from driftlab.cli.report import gate_exit_code, read_report
+
+    result = read_report(str(report_dir / "report.json"))
     print_summary(console, result)
     console.print(f"\nReport: [bold]{report_dir / 'report.html'}[/]\n        {report_dir / 'report.md'}\n"
                   f"        {report_dir / 'report.json'}", soft_wrap=True)
-    from driftlab.cli.report import gate_exit_code
 
     return gate_exit_code(result["gate"]["status"])
+
+
+WAIT_POLL_S = 1.0
+
+
+def _wait_for_turn(store, execution: int, campaign: str, console) -> None:
+    """Wait while an earlier execution of the same campaign runs: one campaign is measured by one run at a time.
+
+    Two runs of a campaign at once would share its Optuna study and train the same runs twice; the
+    later one waits, then reuses what the earlier one recorded. A dead earlier run is marked abandoned
+    (``Store.executions_ahead``) and not waited for.
+    """
+    ahead = store.executions_ahead(execution)
+    if not ahead:
+        return
+    first, t0 = ahead[0], time.monotonic()
+    console.print(f"[yellow]waiting[/]: campaign {campaign} is being measured by execution {first['id']} (pid "
+                  f"{first['owner_pid']} on {first['owner_host']}, started {_utc_text(first['started_at'])}); "
+                  "this run goes on when it ends and reuses its finished runs (Ctrl-C stops; --campaign NAME "
+                  "measures apart)", soft_wrap=True)
+    while ahead:
+        time.sleep(WAIT_POLL_S)
+        ahead = store.executions_ahead(execution)
+    console.print(f"  waited {time.monotonic() - t0:.0f} s for execution {first['id']}")
+
+
+def _utc_text(value) -> str:
+    from driftlab.report.history import utc_text
+
+    return utc_text(value)
 
 
 def print_summary(console, result: dict[str, Any]) -> None:

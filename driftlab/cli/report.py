@@ -14,6 +14,7 @@ from driftlab.errors import BadInput
 from driftlab import settings
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
+HISTORY_EXECUTIONS = 20  # the newest executions `report history` lists
 #: How ``driftlab compare`` (driftlab/cli/compare.py) is called; ``report history`` names it.
 COMPARE_USAGE = "driftlab compare A B --experiment NAME [--home DIR | --config FILE] [--gate] [--format text|json]"
 
@@ -23,12 +24,16 @@ class BadReport(BadInput):
 
 
 def read_report(path: str) -> dict[str, Any]:
-    """Load a report.json, or raise BadReport naming the file and the fix."""
+    """Load a report.json (a regular file within DRIFTLAB_MAX_REPORT_BYTES), or raise BadReport naming the fix."""
+    from driftlab import inputs
+
     try:
-        result = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise BadReport(f"{path}: cannot read it ({exc.strerror or exc}); give the report.json that "
-                        "`driftlab run` printed") from None
+        result = json.loads(inputs.read_text_bounded(path, settings.MAX_REPORT_BYTES, "report"))
+    except inputs.FileRefused as exc:
+        reason = "cannot read it (file not found)" if exc.missing else exc.reason
+        raise BadReport(f"{path}: {reason}; give the report.json that `driftlab run` printed") from None
+    except RecursionError:
+        raise BadReport(f"{path}: not a driftlab report.json (nested too deeply)") from None
     except ValueError as exc:
         raise BadReport(f"{path}: not JSON ({exc}); give a driftlab report.json") from None
     missing = [k for k in ("gate", "hardware", "sources", "metric") if not isinstance(result, dict) or k not in result]
@@ -120,9 +125,13 @@ def cmd_history(args: argparse.Namespace) -> int:
 
     store = _store(args)  # ConfigError, StoreError, BadInput: one line and exit 2 (cli.main)
     rows = history.history_rows(store.iter_reports(args.experiment))
+    store.mark_abandoned()  # an execution whose process is gone reads "abandoned (last seen ...)"
+    executions = store.list_executions(args.experiment, limit=HISTORY_EXECUTIONS)
     if not rows:
         which = f" for experiment '{args.experiment}'" if args.experiment else ""
         print(f"no reports with more than one profile{which} in {safe_url(store.url)}")
+        if executions and args.format != "json":
+            print(history.executions_markdown(executions), end="")
         return EXIT_OK
     if args.html:
         Path(args.html).write_text(history.to_html(rows), encoding="utf-8")
@@ -131,6 +140,8 @@ def cmd_history(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2, default=str))
     else:
         print(history.to_markdown(rows), end="")
+        if executions:
+            print(history.executions_markdown(executions), end="")
         print(f"compare two campaigns: {COMPARE_USAGE}")
     return EXIT_OK
 

@@ -12,6 +12,7 @@ from driftlab.config.loader import (
     parse_config,
     plan_changes,
     plan_hash,
+    read_config_text,
 )
 from driftlab.config.schema import (
     CategoricalParam,
@@ -32,5 +33,5 @@ __all__ = [
     "CategoricalParam", "ConfigError", "DatasetConfig", "ExperimentConfig", "FloatParam",
     "GateConfig", "IntParam", "ModelConfig", "Problem", "ProfileConfig", "ProfilesConfig",
     "SeedPlanConfig", "StorageConfig", "TuningConfig", "canonical_json", "config_hash",
-    "load_config", "load_config_text", "parse_config", "plan_changes", "plan_hash",
+    "load_config", "load_config_text", "parse_config", "plan_changes", "plan_hash", "read_config_text",
 ]

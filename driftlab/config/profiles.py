@@ -249,6 +249,10 @@ def profiles_for(config: ExperimentConfig, where: str) -> ResolvedProfiles:
     raise ProfileError(f"where: {where!r} is not one of {', '.join(WHERE)}")
 
 
+#: How a pool's work is split into pods does not change what a run computes.
+NOT_IN_SPEC = ("shards",)
+
+
 def profile_json(profile: ProfileConfig) -> dict[str, Any]:
     """The profile as it enters a run spec (and so the run's key)."""
-    return profile.model_dump(mode="json")
+    return profile.model_dump(mode="json", exclude=set(NOT_IN_SPEC))

@@ -67,6 +67,9 @@ class ModelConfig(Strict):
     epochs: Annotated[int, Field(ge=1, le=10_000)] = 10
     batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 32
     hyperparameters: dict[str, Union[int, float, str, bool, list[int]]] = Field(default_factory=dict)
+    #: Seconds one run (or trial) may take before it is stopped and recorded as failed; unset:
+    #: derived from ``epochs`` and the runs seen so far (``driftlab.runs.timeouts``).
+    run_timeout_s: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] | None = None
 
 
 class IntParam(Strict):
@@ -168,6 +171,9 @@ Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 MAX_PLAN_RUNS = 1_000_000  # the largest seeds.max_runs accepted
 
 
+MAX_SHARDS = 1000  # pods per stage
+
+
 class SeedPlanConfig(Strict):
     """The designed experiment over the sources of run-to-run variation."""
 
@@ -179,6 +185,9 @@ class SeedPlanConfig(Strict):
     deterministic: Annotated[list[bool], Field(min_length=1, max_length=2)] = Field(
         default_factory=lambda: [True, False])
     max_runs: Annotated[int, Field(ge=1, le=MAX_PLAN_RUNS)] = 2000
+    #: Pods the seed stage is split into on a cluster (each trains every ``shards``-th run);
+    #: unset: one per ``DRIFTLAB_RUNS_PER_SHARD`` runs on a cluster, one locally.
+    shards: Annotated[int, Field(ge=1, le=MAX_SHARDS)] | None = None
 
     @field_validator("init", "shuffle", "split", "deterministic")
     @classmethod
@@ -233,6 +242,8 @@ class ProfileConfig(Strict):
     accelerator: Accelerator | None = None
     cpu_request: str | None = None
     memory_request: str | None = None
+    #: Pods this pool's retrain is split into (e.g. its node count); unset as for ``seeds.shards``.
+    shards: Annotated[int, Field(ge=1, le=MAX_SHARDS)] | None = None
 
     @model_validator(mode="after")
     def _kind_fields(self) -> "ProfileConfig":

@@ -187,8 +187,17 @@ def runs_per_shard() -> int:
     return configured or DEFAULT_RUNS_PER_SHARD
 
 
-def shard_count(n_runs: int, *, local: bool) -> int:
-    """How many shards (pods) a stage of ``n_runs`` runs is split into: 1 locally."""
-    if local or n_runs <= 0:
+def shard_count(n_runs: int, *, local: bool, configured: int | None = None) -> int:
+    """How many shards (pods) a stage of ``n_runs`` runs is split into.
+
+    ``configured`` (``seeds.shards`` / a pool's ``shards``) wins, here and locally, capped
+    at one run per shard; otherwise 1 locally and one per ``DRIFTLAB_RUNS_PER_SHARD`` runs
+    on a cluster.
+    """
+    if n_runs <= 0:
+        return 1
+    if configured is not None:
+        return max(1, min(configured, n_runs))
+    if local:
         return 1
     return max(1, math.ceil(n_runs / runs_per_shard()))

@@ -1,4 +1,10 @@
-"""``analyze``: run records in, the report body (a JSON-ready dict) out."""
+"""``analyze``: run records in, the report body (a JSON-ready dict) out.
+
+Records are read once, into light runs (scalars; arrays only where the records hold them);
+every group of runs the statistics compare is then measured block by block
+(``driftlab.drift.stream``), so records read without their arrays (``Store.iter_runs``) need
+only one block's arrays in memory at a time.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +15,22 @@ import numpy as np
 
 from driftlab.drift import gate, stats
 from driftlab.drift.churn import example_stats
+from driftlab.drift.comparisons import wanted_groups
 from driftlab.drift.determinism import determinism_stats
 from driftlab.drift.floors import apply_regression_floor
 from driftlab.drift.hardware import disagreement_matrix, profile_stats, versions
-from driftlab.drift.runs import Run, finished_runs
+from driftlab.drift.runs import Run, from_record
 from driftlab.drift.sources import SOURCES, comparison_mode, seed_noise, source_groups, source_stats
+from driftlab.drift.stream import BLOCK_BYTES, measure_all
 from driftlab.drift.summary import summarize
 from driftlab.drift.variance import decompose
 
 SCHEMA = "driftlab.report/2"
 MAX_CURVES = 8  # loss curves kept per source for the report's plot
+
+
+def _point(run: Run) -> tuple:
+    return (run.init_seed, run.shuffle_seed, run.split_seed, run.repeat, run.profile, not run.deterministic)
 
 
 def _curves(runs: Sequence[Run], *, reference: str, mode: bool) -> dict[str, list[dict[str, Any]]]:
@@ -29,9 +41,10 @@ def _curves(runs: Sequence[Run], *, reference: str, mode: bool) -> dict[str, lis
              "hardware": lambda r: r.profile}
     for source in SOURCES:
         groups = source_groups(runs, source, reference, mode)
-        if groups:
+        if groups:  # by seed point, not by run key (which holds the campaign): any campaign shows the same
+            first = min(groups, key=lambda g: min(map(_point, g)))
             out[source] = [{"label": label[source](r), "loss": [float(x) for x in r.loss]}
-                           for r in groups[0][:MAX_CURVES]]
+                           for r in sorted(first, key=_point)[:MAX_CURVES]]
     return out
 
 
@@ -70,34 +83,51 @@ def _mark_planned(sources: dict[str, Any], plan: dict[str, Any] | None) -> None:
                          f"({'no second profile finished' if name == 'hardware' else 'its runs failed'})")
 
 
+def _read(records: Iterable[dict[str, Any]], task: str) -> tuple[list[Run], Counter, list[dict[str, Any]]]:
+    """One pass over the records: the finished runs, the count of each status, the failed records."""
+    runs, status, failed = [], Counter(), []
+    for r in records:
+        status[r.get("status")] += 1
+        if r.get("status") == "ok":
+            runs.append(from_record(r, task))
+        elif r.get("status") == "failed":
+            failed.append({k: r.get(k) for k in ("status", "error", "profile")})
+    return runs, status, failed
+
+
 def analyze(records: Iterable[dict[str, Any]], config: Any, *, reference: str,
-            profiles: Sequence[str] | None = None) -> dict[str, Any]:
+            profiles: Sequence[str] | None = None, arrays: Any = None,
+            block_bytes: int = BLOCK_BYTES) -> dict[str, Any]:
     """Drift statistics of one campaign's run records.
 
     Args:
-        records: Run records (``Store.load_runs`` dicts, arrays included).
+        records: Run records, read once: ``Store.load_runs`` dicts (arrays included), or
+            ``Store.iter_runs`` dicts (arrays left in the store) with ``arrays``.
         config: The ``ExperimentConfig`` (task, metric, tolerances).
         reference: Name of the reference profile.
         profiles: The profiles the plan runs on, reference first; with them the
             report holds the plan and the gate can tell a measurement that did
             not happen (INCOMPLETE) from one that passed.
+        arrays: Where records read without arrays have them: an object with
+            ``iter_arrays(keys)`` (the ``Store``).
+        block_bytes: About how many bytes of arrays are held at once (``stream``).
 
     Returns:
         The report body; schema ``driftlab.report/2`` (docs/report-schema.md).
     """
-    records = list(records)
     task, metric = config.task, config.metric
-    runs = finished_runs(records, task)
+    runs, status, failed = _read(records, task)
     ref = [r for r in runs if r.profile == reference]
     mode = comparison_mode(runs)
+    measured = measure_all(runs, wanted_groups(runs, reference=reference, mode=mode), task=task, arrays=arrays,
+                           block_bytes=block_bytes)
     metric_names = sorted({m for r in ref for m in r.metrics}) or [metric]
-    status = Counter(r.get("status") for r in records)
     common = dict(reference=reference, mode=mode, metric=metric, task=task)
-    sources = {s: source_stats(runs, s, metric_names=metric_names, **common) for s in SOURCES}
+    sources = {s: source_stats(runs, s, metric_names=metric_names, measured=measured, **common) for s in SOURCES}
     plan = plan_of(config, [reference] + [p for p in profiles if p != reference]) if profiles else None
     _mark_planned(sources, plan)
     seed = seed_noise(runs, sources, reference=reference, mode=mode, metric=metric)
-    hardware = profile_stats(runs, metric_names=metric_names, seed=seed, **common)
+    hardware = profile_stats(runs, metric_names=metric_names, seed=seed, measured=measured, **common)
     for prof in (plan or {}).get("profiles", [])[1:]:  # a planned profile none of whose runs finished
         hardware.setdefault(prof, {"compared": 0, "note": "planned, but none of its runs finished"})
     profiles = [reference] + sorted({r.profile for r in runs} - {reference})
@@ -106,12 +136,12 @@ def analyze(records: Iterable[dict[str, Any]], config: Any, *, reference: str,
     result: dict[str, Any] = {
         "schema": SCHEMA,
         "task": task,
-        "counts": {"runs": len(records), "ok": status.get("ok", 0), "failed": status.get("failed", 0),
+        "counts": {"runs": sum(status.values()), "ok": status.get("ok", 0), "failed": status.get("failed", 0),
                    "diverged": status.get("diverged", 0), "reference_runs": len(ref),
                    "by_profile": dict(sorted(Counter(r.profile for r in runs).items())),
                    **({"planned": plan["runs"]} if plan else {})},
         "plan": plan,
-        "failures": failures(records),
+        "failures": failures(failed),
         "reference": reference,
         "comparison_mode": "deterministic" if mode else "nondeterministic",
         "metric": {"name": metric, "all": metric_names, "mean": mean_metric, "n_eval": n_eval,
@@ -119,9 +149,9 @@ def analyze(records: Iterable[dict[str, Any]], config: Any, *, reference: str,
         "sources": sources,
         "seed_noise": seed,
         "variance": decompose(runs, reference=reference, mode=mode, metric=metric, sources=sources),
-        "determinism": determinism_stats(runs, reference=reference, metric=metric, task=task),
+        "determinism": determinism_stats(runs, reference=reference, metric=metric, task=task, measured=measured),
         "hardware": hardware,
-        "disagreement_matrix": disagreement_matrix(runs, mode=mode, task=task, profiles=profiles),
+        "disagreement_matrix": disagreement_matrix(runs, mode=mode, task=task, profiles=profiles, measured=measured),
         "curves": _curves(runs, reference=reference, mode=mode),
         "profiles": profiles,
         "versions": {p: versions(next(r.fingerprint for r in runs if r.profile == p)) for p in profiles
@@ -129,7 +159,7 @@ def analyze(records: Iterable[dict[str, Any]], config: Any, *, reference: str,
         "budgets": config.tolerances.model_dump(mode="json"),
     }
     apply_regression_floor(result, runs, reference=reference, mode=mode, metric=metric)
-    result.update(example_stats(runs, reference=reference, mode=mode, task=task, sources=sources))
+    result.update(example_stats(runs, reference=reference, mode=mode, task=task, sources=sources, measured=measured))
     result["gate"] = gate.evaluate(config.tolerances, result, task=task)
     result["summary"] = summarize(result)
     return result

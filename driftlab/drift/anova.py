@@ -22,7 +22,7 @@ differing only in that source), and shares are taken of their sum.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -99,18 +99,32 @@ SHARE_SEED = 0  # fixed: the same records always give the same intervals
 MIN_SHARE_LEVELS = 3  # a main effect with fewer levels gets no share
 
 
-def simulate_fit(res: dict[str, Any], shape: Sequence[int], r: int, rng: np.random.Generator,
-                 n: int) -> np.ndarray:
-    """``n`` tables of shape ``(*shape, r)`` drawn from the fitted random-effects model (truncated components)."""
+SIMULATE_CHUNK = 25  # simulated tables summed at once: their noise is drawn whole, their sum a chunk at a time
+
+
+def simulated_tables(res: dict[str, Any], shape: Sequence[int], r: int, rng: np.random.Generator,
+                     n: int) -> Iterator[np.ndarray]:
+    """``n`` tables of shape ``(*shape, r)`` drawn from the fitted random-effects model (truncated components).
+
+    The draws come in the order a single ``(n, *shape, r)`` array would take them (each term for all
+    tables, then the residual), so the tables are those of that array; but only the terms' noise
+    (each smaller than a table, times n) and SIMULATE_CHUNK tables are held at once.
+    """
     k = len(shape)
-    y = np.zeros((n, *shape, r))
+    terms = []
     for t, axes in zip(res["terms"], _subsets(k)):
         if t["variance"] > 0:
             size = [n] + [shape[a] if a in axes else 1 for a in range(k)] + [1]
-            y = y + rng.normal(0.0, np.sqrt(t["variance"]), size)
-    if res["residual"]["variance"] > 0:
-        y = y + rng.normal(0.0, np.sqrt(res["residual"]["variance"]), y.shape)
-    return y
+            terms.append(rng.normal(0.0, np.sqrt(t["variance"]), size))
+    residual_sd = np.sqrt(res["residual"]["variance"]) if res["residual"]["variance"] > 0 else None
+    for lo in range(0, n, SIMULATE_CHUNK):
+        hi = min(n, lo + SIMULATE_CHUNK)
+        y = np.zeros((hi - lo, *shape, r))
+        for noise in terms:
+            y = y + noise[lo:hi]
+        if residual_sd is not None:  # the residual is drawn last: a chunk at a time is the same stream
+            y = y + rng.normal(0.0, residual_sd, y.shape)
+        yield from y
 
 
 def percentile_ci(draws: np.ndarray) -> list[float]:

@@ -27,6 +27,9 @@ n·k terms and is taken as known): ``[ratio·df/χ²_0.975, ratio·df/χ²_0.025
 A CI containing 1: the seed variance is what independent per-example flips
 predict; above 1: runs differ in real quality (correlated errors); below 1:
 runs trade errors (a run right on one row is wrong on another).
+
+Each group's per-row counts and sums of squares are measured once from its
+arrays (``driftlab.drift.groupstats``) and combined here in the groups' order.
 """
 
 from __future__ import annotations
@@ -35,12 +38,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from driftlab.drift.groupstats import Measured
 from driftlab.drift.runs import Run
 from driftlab.drift.sources import SEED_SOURCES, SOURCES, source_groups
 
 TOP_UNSTABLE = 20
 HIST_BINS = 10
 CI_LEVEL = 0.95
+ROW_CHUNK = 64  # evaluation rows combined at once: (groups x 64) floats, the same means as all rows at once
 
 
 def _usable(groups: Sequence[Sequence[Run]]) -> list[list[Run]]:
@@ -48,18 +53,17 @@ def _usable(groups: Sequence[Sequence[Run]]) -> list[list[Run]]:
     groups = [list(g) for g in groups if len(g) >= 2]
     if not groups:
         return []
-    shape = groups[0][0].predictions.shape
-    return [g for g in groups if all(r.predictions.shape == shape for r in g)]
+    shape = groups[0][0].shape
+    return [g for g in groups if all(r.shape == shape for r in g)]
 
 
-def _pair_flip_rate(labels: np.ndarray) -> np.ndarray:
-    """Per-row share of run pairs whose labels differ; labels is (k, n)."""
-    k = labels.shape[0]
-    same = np.zeros(labels.shape[1], dtype=np.float64)
-    for c in np.unique(labels):
-        m = np.count_nonzero(labels == c, axis=0).astype(np.float64)
-        same += m * (m - 1)
-    return 1.0 - same / (k * (k - 1))
+def _row_means(rows_of: Sequence[Any], n: int) -> np.ndarray:
+    """``np.array([rows_of[g](lo, hi) ...]).mean(axis=0)`` over all groups, taken ROW_CHUNK columns at a time."""
+    out = np.empty(n, dtype=np.float64)
+    for lo in range(0, n, ROW_CHUNK):
+        hi = min(n, lo + ROW_CHUNK)
+        out[lo:hi] = np.array([rows(lo, hi) for rows in rows_of]).mean(axis=0)
+    return out
 
 
 def _histogram(values: np.ndarray, *, upper: float | None = None) -> dict[str, Any]:
@@ -74,41 +78,36 @@ def _top(rates: np.ndarray) -> tuple[list[int], list[float]]:
     return order, [float(rates[i]) for i in order]
 
 
-def churn(groups: Sequence[Sequence[Run]], task: str) -> dict[str, Any] | None:
+def churn(groups: Sequence[Sequence[Run]], task: str, measured: Measured | None = None) -> dict[str, Any] | None:
     """Churn of one source's groups (module docstring); None when no group has two comparable runs."""
     groups = _usable(groups)
     if not groups:
         return None
-    if task == "classification" and groups[0][0].labels is not None:
-        stacked = [np.array([r.labels for r in g]) for g in groups]  # (k, n) each
-        per_group = np.array([_pair_flip_rate(lab) for lab in stacked])
-        flipped = np.array([lab.min(axis=0) != lab.max(axis=0) for lab in stacked])
-        rates = per_group.mean(axis=0)
+    measured = measured or Measured(task)
+    stats = [measured.get(g, examples=True) for g in groups]
+    if stats[0].same is not None:
+        n = stats[0].same.size
+
+        def flip_rates(s, k):  # per-row share of run pairs whose labels differ
+            return lambda lo, hi: 1.0 - s.same[lo:hi].astype(np.float64) / (k * (k - 1))
+
+        rates = _row_means([flip_rates(s, len(g)) for s, g in zip(stats, groups)], n)
+        flipped = sum(int(np.count_nonzero(s.same < len(g) * (len(g) - 1))) for s, g in zip(stats, groups))
         rows, top_rates = _top(rates)
         return {"measure": "flip_rate", "groups": len(groups), "n_eval": int(rates.size),
-                "flip_share": float(flipped.mean()), "flip_rate_mean": float(rates.mean()),
+                "flip_share": float(np.float64(flipped) / (len(groups) * n)) if n else float("nan"),
+                "flip_rate_mean": float(rates.mean()),
                 "flip_rate_max": float(rates.max()) if rates.size else 0.0,
                 "histogram": _histogram(rates, upper=1.0),
                 "unstable_rows": rows, "unstable_rates": top_rates}
-    var = np.array([np.var(np.array([np.asarray(r.predictions, dtype=np.float64).reshape(len(r.predictions), -1)
-                                     .mean(axis=1) for r in g]), axis=0, ddof=1) for g in groups])
-    row_sd = np.sqrt(var.mean(axis=0))
+    n = stats[0].row_var.size
+    row_sd = np.sqrt(_row_means([(lambda lo, hi, s=s: s.row_var[lo:hi]) for s in stats], n))
     rows, top_sd = _top(row_sd)
     return {"measure": "prediction_sd", "groups": len(groups), "n_eval": int(row_sd.size),
             "note": "regression: the per-row SD of predictions across runs (target units) instead of flips",
             "row_sd_rms": float(np.sqrt(np.mean(row_sd ** 2))), "row_sd_max": float(row_sd.max()),
             "changed_share": float(np.mean(row_sd > 0)),
             "histogram": _histogram(row_sd), "unstable_rows": rows, "unstable_rates": top_sd}
-
-
-def _truth_labels(run: Run) -> np.ndarray | None:
-    if run.truth is None or run.labels is None:
-        return None
-    t = np.asarray(run.truth)
-    if t.ndim == 2 and t.shape[1] > 1:  # one-hot
-        t = np.argmax(t, axis=1)
-    t = t.reshape(-1)
-    return t.astype(np.int64) if t.shape[0] == run.labels.shape[0] else None
 
 
 def independent_df(groups: Sequence[Sequence[Run]]) -> int:
@@ -133,23 +132,24 @@ def independent_df(groups: Sequence[Sequence[Run]]) -> int:
     return len(parent) - len({find(k) for k in parent})
 
 
-def jordan(groups: Sequence[Sequence[Run]], *, ci_df: int | None = None) -> dict[str, Any] | None:
+def jordan(groups: Sequence[Sequence[Run]], *, ci_df: int | None = None,
+           measured: Measured | None = None) -> dict[str, Any] | None:
     """Observed ÷ independent-flip-predicted variance of accuracy (module docstring); None if not computable.
 
     ``ci_df``: the degrees of freedom of the interval when the groups share runs (``independent_df``).
     """
     groups = _usable(groups)
+    measured = measured or Measured("classification")
     obs_ss, pred_ss, df, n_runs = 0.0, 0.0, 0, 0
     n = None
     for g in groups:
-        truths = [_truth_labels(r) for r in g]
-        if any(t is None for t in truths):
+        j = measured.get(g, examples=True).jordan
+        if j is None:
             continue
-        correct = np.array([r.labels == t for r, t in zip(g, truths)], dtype=np.float64)  # (k, n)
-        k, n = correct.shape
-        acc = correct.mean(axis=1)
-        obs_ss += float(np.sum((acc - acc.mean()) ** 2))
-        pred_ss += float(np.sum((correct - correct.mean(axis=0)) ** 2)) / n ** 2
+        k = len(g)
+        obs_ss += j[0]
+        pred_ss += j[1]
+        n = j[2]
         df += k - 1
         n_runs += k
     if not df or not n:
@@ -194,7 +194,7 @@ def jordan_sentence(j: dict[str, Any], where: str) -> str:
 
 
 def example_stats(runs: Sequence[Run], *, reference: str, mode: bool, task: str,
-                  sources: dict[str, Any]) -> dict[str, Any]:
+                  sources: dict[str, Any], measured: Measured | None = None) -> dict[str, Any]:
     """``churn`` and ``jordan`` blocks of the report: per varied source; Jordan also pooled over seed sources."""
     churn_out: dict[str, Any] = {}
     jordan_out: dict[str, Any] = {}
@@ -203,17 +203,17 @@ def example_stats(runs: Sequence[Run], *, reference: str, mode: bool, task: str,
         if not (sources.get(s) or {}).get("varied"):
             continue
         groups = source_groups(runs, s, reference, mode)
-        c = churn(groups, task)
+        c = churn(groups, task, measured)
         if c is not None:
             churn_out[s] = c
         if s in SEED_SOURCES:
             seed_groups += groups
         if task == "classification":
-            j = jordan(groups)
+            j = jordan(groups, measured=measured)
             if j is not None:
                 jordan_out[s] = j
     if task == "classification" and seed_groups:
-        j = jordan(seed_groups, ci_df=independent_df(_usable(seed_groups)))
+        j = jordan(seed_groups, ci_df=independent_df(_usable(seed_groups)), measured=measured)
         if j is not None:
             jordan_out["seed"] = j
     if task != "classification":

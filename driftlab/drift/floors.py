@@ -13,7 +13,8 @@ mean of the squared / absolute residuals of a row is that row's value):
 - RMSE = sqrt(mean e²): by the delta method on ``f(m) = sqrt(m)`` at ``m = MSE``,
   ``SE(RMSE) ≈ sd(e²) / (2 · RMSE · sqrt(n))``.
 
-The floor of a set of runs is the mean of their per-run SEs.
+The floor of a set of runs is the mean of their per-run SEs; a run's SEs are
+measured once, while its arrays are read (``row_ses``, kept as ``Run.row_se``).
 """
 
 from __future__ import annotations
@@ -67,18 +68,21 @@ def se_mae(errors: np.ndarray) -> float | None:
     return float(np.std(np.mean(np.abs(e), axis=1), ddof=1) / math.sqrt(n))
 
 
+def row_ses(run: Run) -> dict[str, float | None]:
+    """The run's SE of each floor metric on its evaluation rows (None without targets)."""
+    e = _row_errors(run)
+    return {"rmse": None if e is None else se_rmse(e), "mae": None if e is None else se_mae(e)}
+
+
 def regression_floor(runs: Sequence[Run], metric: str) -> float | None:
     """Mean over runs of the SE of ``metric`` (rmse or mae) on their evaluation rows; None otherwise."""
     if metric not in REGRESSION_FLOOR_METRICS:
         return None
-    fn = se_rmse if metric == "rmse" else se_mae
     values = []
     for r in runs:
-        e = _row_errors(r)
-        if e is not None:
-            v = fn(e)
-            if v is not None:
-                values.append(v)
+        v = (r.row_se if r.row_se is not None else row_ses(r))[metric]
+        if v is not None:
+            values.append(v)
     return float(np.mean(values)) if values else None
 
 

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from driftlab.drift import stats
+from driftlab.drift.groupstats import Measured
 from driftlab.drift.pairs import compare
 from driftlab.drift.runs import Run
 
@@ -41,14 +42,18 @@ def _points(runs: Sequence[Run], mode: bool) -> dict[tuple, dict[str, Run]]:
     return points
 
 
-def profile_stats(runs: Sequence[Run], *, reference: str, mode: bool, metric: str, metric_names: Sequence[str],
-                  task: str, seed: dict[str, Any]) -> dict[str, Any]:
-    """``{profile: stats}`` for every profile besides the reference."""
+def profile_pairs(runs: Sequence[Run], *, reference: str, mode: bool) -> dict[str, list[list[Run]]]:
+    """Per profile besides the reference, its runs paired with the reference's at the same seeds [ref, profile]."""
     points = _points(runs, mode)
-    profiles = sorted({r.profile for r in runs} - {reference})
+    return {prof: [[d[reference], d[prof]] for d in points.values() if reference in d and prof in d]
+            for prof in sorted({r.profile for r in runs} - {reference})}
+
+
+def profile_stats(runs: Sequence[Run], *, reference: str, mode: bool, metric: str, metric_names: Sequence[str],
+                  task: str, seed: dict[str, Any], measured: Measured | None = None) -> dict[str, Any]:
+    """``{profile: stats}`` for every profile besides the reference."""
     out: dict[str, Any] = {}
-    for prof in profiles:
-        pairs = [(d[reference], d[prof]) for d in points.values() if reference in d and prof in d]
+    for prof, pairs in profile_pairs(runs, reference=reference, mode=mode).items():
         if not pairs:
             out[prof] = {"compared": 0, "note": f"no runs with the same seeds on the reference '{reference}'"}
             continue
@@ -69,33 +74,38 @@ def profile_stats(runs: Sequence[Run], *, reference: str, mode: bool, metric: st
             "noise_floor": floor,
             "drift_to_noise_floor": stats.ratio(drift_sd, floor),
         }
-        entry.update({k: v for k, v in compare([list(p) for p in pairs], task).items() if k != "pairs"})
+        entry.update({k: v for k, v in compare(pairs, task, measured).items() if k != "pairs"})
         entry["disagreement_to_seed"] = stats.ratio(entry.get("disagreement"), seed.get("disagreement"))
         entry["versions"] = versions(pairs[0][1].fingerprint)
         out[prof] = entry
     return out
 
 
-def disagreement_matrix(runs: Sequence[Run], *, mode: bool, task: str, profiles: Sequence[str]) -> dict[str, Any]:
-    """Mean prediction disagreement (regression: RMS difference) between every two profiles.
-
-    Off the diagonal: runs with the same seeds on the two profiles. On the
-    diagonal: repeats on that profile in the comparison mode (None without repeats).
-    """
+def matrix_groups(runs: Sequence[Run], *, mode: bool, profiles: Sequence[str]) -> dict[tuple[str, str], list[list[Run]]]:
+    """The groups of each cell of the disagreement matrix (see ``disagreement_matrix``)."""
     points = _points(runs, mode)
-    matrix: list[list[float | None]] = []
+    out: dict[tuple[str, str], list[list[Run]]] = {}
     for a in profiles:
-        row: list[float | None] = []
         for b in profiles:
             if a == b:
                 reps: dict[tuple, list[Run]] = defaultdict(list)
                 for r in runs:
                     if r.profile == a and r.deterministic == mode:
                         reps[r.seeds].append(r)
-                res = compare([g for g in reps.values() if len(g) >= 2], task)
+                out[(a, b)] = [g for g in reps.values() if len(g) >= 2]
             else:
-                res = compare([[d[a], d[b]] for d in points.values() if a in d and b in d], task)
-            row.append(res.get("disagreement"))
-        matrix.append(row)
+                out[(a, b)] = [[d[a], d[b]] for d in points.values() if a in d and b in d]
+    return out
+
+
+def disagreement_matrix(runs: Sequence[Run], *, mode: bool, task: str, profiles: Sequence[str],
+                        measured: Measured | None = None) -> dict[str, Any]:
+    """Mean prediction disagreement (regression: RMS difference) between every two profiles.
+
+    Off the diagonal: runs with the same seeds on the two profiles. On the
+    diagonal: repeats on that profile in the comparison mode (None without repeats).
+    """
+    cells = matrix_groups(runs, mode=mode, profiles=profiles)
+    matrix = [[compare(cells[(a, b)], task, measured).get("disagreement") for b in profiles] for a in profiles]
     return {"profiles": list(profiles), "values": matrix,
             "measure": "disagreement" if task == "classification" else "rms_diff"}

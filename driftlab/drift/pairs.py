@@ -16,29 +16,28 @@ a thousand runs cost:
   equals the earliest epoch at which any pair parts).
 
 Prediction correlation has no such shortcut; it uses at most
-CORRELATION_MAX_RUNS runs of a group (every pair among them) and the first
+``groupstats.CORRELATION_MAX_RUNS`` runs of a group (every pair among them) and the first
 CORRELATION_MAX_GROUPS groups.
+
+Each group's share of these sums is measured once from its arrays
+(``driftlab.drift.groupstats``); a comparison adds its groups' shares, so it
+needs no array itself.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
+from driftlab.drift.groupstats import Measured, pair_count as _pair_count
 from driftlab.drift.runs import Run
 
 LOSS_PART_TOLERANCE = 1e-6  # relative: loss curves "part" once they differ by more than this
-CORRELATION_MAX_RUNS = 32
 CORRELATION_MAX_GROUPS = 64  # a mean of bounded values: 64 groups pin it down; the rest add only time
-BATCH_GROUPS = 64  # groups stacked into one array: bounds memory at 64 x k x predictions
-
-
-def _pair_count(k: int) -> int:
-    return k * (k - 1) // 2
+BATCH_GROUPS = 64  # groups whose loss curves are compared together (their shortest curve sets the length)
 
 
 def label_disagreement(labels: np.ndarray) -> float:
@@ -75,26 +74,6 @@ def first_parting_epoch(curves: Sequence[np.ndarray], rel_tol: float = LOSS_PART
     return epoch or None
 
 
-def _correlation_sums(flat: np.ndarray) -> tuple[float, int]:
-    """Sum and count of pairwise Pearson correlations; flat is (groups, k, m)."""
-    x = flat[:, :CORRELATION_MAX_RUNS]
-    centered = x - x.mean(axis=2, keepdims=True)
-    norms = np.linalg.norm(centered, axis=2)
-    total, count = 0.0, 0
-    for i, j in itertools.combinations(range(x.shape[1]), 2):
-        ok = (norms[:, i] > 0) & (norms[:, j] > 0)
-        if ok.any():
-            dots = np.einsum("gm,gm->g", centered[ok, i], centered[ok, j])
-            total += float(np.sum(dots / (norms[ok, i] * norms[ok, j])))
-            count += int(ok.sum())
-        # A constant prediction has no correlation; two identical constants count as 1.
-        const = ~ok
-        if const.any():
-            same = np.all(x[const, i] == x[const, j], axis=1)
-            total, count = total + float(same.sum()), count + int(same.sum())
-    return total, count
-
-
 @dataclass
 class PairStats:
     """Accumulates pairwise comparisons over groups; :meth:`result` gives the averages."""
@@ -116,44 +95,45 @@ class PairStats:
     parted_groups: int = 0
     groups: int = 0
 
-    def add_group(self, runs: Sequence[Run]) -> None:
+    def add_group(self, runs: Sequence[Run], measured: Measured | None = None) -> None:
         """Compare every pair of runs in one group (runs differing only in the source)."""
-        self.add_groups([runs])
+        self.add_groups([runs], measured)
 
-    def add_groups(self, groups: Sequence[Sequence[Run]]) -> None:
-        """Compare every pair inside each group; groups of equal size are processed together."""
+    def add_groups(self, groups: Sequence[Sequence[Run]], measured: Measured | None = None) -> None:
+        """Compare every pair inside each group, adding the groups' measured shares (``measured``:
+        the analysis's :class:`~driftlab.drift.groupstats.Measured`; without it, measured here)."""
+        measured = measured or Measured(self.task)
         buckets: dict[tuple, list[Sequence[Run]]] = {}
         for g in groups:
             if len(g) >= 2:
-                buckets.setdefault((len(g), g[0].predictions.shape), []).append(g)
+                buckets.setdefault((len(g), g[0].shape), []).append(g)
         for bucket in buckets.values():
             for start in range(0, len(bucket), BATCH_GROUPS):
-                self._add_batch(bucket[start:start + BATCH_GROUPS])
+                self._add_batch(bucket[start:start + BATCH_GROUPS], measured)
 
-    def _add_batch(self, groups: Sequence[Sequence[Run]]) -> None:
+    def _add_batch(self, groups: Sequence[Sequence[Run]], measured: Measured) -> None:
         k = len(groups[0])
         npairs = _pair_count(k)
         self.groups += len(groups)
         self.pairs += npairs * len(groups)
-        flat = np.array([[r.predictions.reshape(-1) for r in g] for g in groups], dtype=np.float64)
-        if flat.shape[2] and k == 2:  # the common case, without the general variance machinery
-            diff = flat[:, 0] - flat[:, 1]
-            self.sqdiff_sum += float(np.einsum("gm,gm->", diff, diff)) / flat.shape[2]
-            self.max_abs = max(self.max_abs, float(np.max(np.abs(diff))))
-        elif flat.shape[2]:
-            var = np.var(flat, axis=1, ddof=1)
-            self.sqdiff_sum += float(np.sum(np.mean(2 * var, axis=1))) * npairs
-            self.max_abs = max(self.max_abs, float(np.max(flat.max(axis=1) - flat.min(axis=1))))
-        if self.task == "classification" and groups[0][0].labels is not None:
-            self.disagree_sum += label_disagreement(np.array([[r.labels for r in g] for g in groups]))
-        for g in groups:
+        stats = [measured.get(g, corr=self.corr_groups + i < CORRELATION_MAX_GROUPS) for i, g in enumerate(groups)]
+        # Summed over the batch as one array, like the batch itself once was: the same float sums.
+        spread = np.array([s.sqdiff for s in stats])
+        self.sqdiff_sum += float(spread.sum()) if k == 2 else float(np.sum(spread)) * npairs
+        if self.task == "classification" and all(s.disagree is not None for s in stats):
+            self.disagree_sum += float(np.sum(np.array([s.disagree for s in stats])))
+        for g, s in zip(groups, stats):
+            self.max_abs = max(self.max_abs, s.max_abs)
             digests = Counter(r.weights_digest for r in g if r.weights_digest)
             self.identical_pairs += sum(_pair_count(m) for m in digests.values())
-        if self.corr_groups < CORRELATION_MAX_GROUPS:
-            s, c = _correlation_sums(flat[:CORRELATION_MAX_GROUPS - self.corr_groups])
-            self.corr_sum, self.corr_count = self.corr_sum + s, self.corr_count + c
-            self.corr_groups += min(len(groups), CORRELATION_MAX_GROUPS - self.corr_groups)
-        self._add_weights(groups)
+            if self.corr_groups < CORRELATION_MAX_GROUPS:
+                self.corr_sum, self.corr_count = self.corr_sum + s.corr[0], self.corr_count + s.corr[1]
+                self.corr_groups += 1
+            if s.weights is not None:
+                self.wdist_sq_sum += s.weights[0]
+                self.wpairs += npairs
+                self.wnorm_sum += s.weights[1]
+                self.wnorm_count += k
         length = min(len(r.loss) for g in groups for r in g)
         if length:
             epochs = parting_epochs(np.array([[r.loss[:length] for r in g] for g in groups], dtype=np.float64))
@@ -161,20 +141,6 @@ class PairStats:
             self.parted_groups += int(parted.size)
             if parted.size:
                 self.parting = int(parted.min()) if self.parting is None else min(self.parting, int(parted.min()))
-
-    def _add_weights(self, groups: Sequence[Sequence[Run]]) -> None:
-        usable = [g for g in groups if all(r.weights is not None for r in g) and len({r.weights_kind for r in g}) == 1
-                  and len({r.weights.shape for r in g}) == 1]
-        by_shape: dict[tuple, list[Sequence[Run]]] = {}
-        for g in usable:  # distances only between vectors of the same kind and size
-            by_shape.setdefault(g[0].weights.shape, []).append(g)
-        for same in by_shape.values():
-            w = np.array([[r.weights for r in g] for g in same], dtype=np.float64)
-            k = w.shape[1]
-            self.wdist_sq_sum += float(np.sum(2 * np.var(w, axis=1, ddof=1))) * _pair_count(k)
-            self.wpairs += _pair_count(k) * len(same)
-            self.wnorm_sum += float(np.linalg.norm(w, axis=2).sum())
-            self.wnorm_count += k * len(same)
 
     def result(self) -> dict[str, object]:
         """Averages over all pairs; an empty dict when no group had two runs."""
@@ -198,8 +164,17 @@ class PairStats:
         }
 
 
-def compare(groups: Sequence[Sequence[Run]], task: str) -> dict[str, object]:
+def compare(groups: Sequence[Sequence[Run]], task: str, measured: Measured | None = None) -> dict[str, object]:
     """Pairwise statistics over several groups (see module docstring for definitions)."""
     acc = PairStats(task)
-    acc.add_groups(groups)
+    acc.add_groups(groups, measured)
     return acc.result()
+
+
+def correlated_groups(groups: Sequence[Sequence[Run]]) -> list[Sequence[Run]]:
+    """The groups whose correlations ``compare(groups)`` uses: the first CORRELATION_MAX_GROUPS it adds."""
+    buckets: dict[tuple, list[Sequence[Run]]] = {}
+    for g in groups:
+        if len(g) >= 2:
+            buckets.setdefault((len(g), g[0].shape), []).append(g)
+    return [g for bucket in buckets.values() for g in bucket][:CORRELATION_MAX_GROUPS]

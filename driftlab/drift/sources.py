@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from driftlab.drift import stats
+from driftlab.drift.groupstats import Measured
 from driftlab.drift.pairs import compare
 from driftlab.drift.runs import Run
 
@@ -141,7 +142,7 @@ def metric_spread(groups: Sequence[Sequence[Run]], metric: str, source: str = "i
 
 
 def source_stats(runs: Sequence[Run], source: str, *, reference: str, mode: bool, metric: str,
-                 metric_names: Sequence[str], task: str) -> dict[str, Any]:
+                 metric_names: Sequence[str], task: str, measured: Measured | None = None) -> dict[str, Any]:
     """Everything the report shows for one source; ``{"varied": False, "note": ...}`` when it was not varied."""
     groups = source_groups(runs, source, reference, mode)
     if not groups:
@@ -160,7 +161,7 @@ def source_stats(runs: Sequence[Run], source: str, *, reference: str, mode: bool
         "sd_to_noise_floor": stats.ratio(primary["sd"], floor),
         "levels_to_tell": stats.levels_to_tell(primary["sd"], floor), "metrics": metrics,
     }
-    out.update(compare(groups, task))
+    out.update(compare(groups, task, measured))
     return out
 
 

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from driftlab.drift.anova import (MIN_SHARE_LEVELS, SHARE_BOOTSTRAP, SHARE_SEED, anova_components, percentile_ci,
-                                  shares, simulate_fit)
+                                  shares, simulated_tables)
 from driftlab.drift.runs import Run
 
 GROUPS = ("init", "shuffle", "split", "hardware", "interactions", "nondeterminism", "residual")
@@ -125,10 +125,9 @@ def _factorial_draws(res: dict[str, Any], table: dict[str, Any], mode: bool, non
     """Shares re-estimated on tables drawn from the fitted model (the same estimator as the report)."""
     y = table["y"]
     rng = np.random.default_rng(SHARE_SEED)
-    sims = simulate_fit(res, y.shape[:-1], y.shape[-1], rng, SHARE_BOOTSTRAP)
     out: dict[str, list[float]] = {}
-    for b in range(SHARE_BOOTSTRAP):
-        rb = anova_components(sims[b], table["names"])
+    for sim in simulated_tables(res, y.shape[:-1], y.shape[-1], rng, SHARE_BOOTSTRAP):
+        rb = anova_components(sim, table["names"])
         g: dict[str, float] = {}
         for t in rb["terms"]:
             key = t["name"] if len(t["factors"]) == 1 else "interactions"

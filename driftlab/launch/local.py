@@ -5,6 +5,13 @@ The pipeline definition is the one that compiles for a cluster; here
 subprocess of this Python. kfp.local prints every task's full log; driftlab
 keeps all of it in a log file and shows people only its own progress lines
 and the task status lines.
+
+Each run gets its own report folder and log, named by the time and a short
+random suffix (``run_folders``: two runs started in the same second never
+share them), and its own temporary folder: kfp.local's tasks leave a
+``tmp.*`` folder each in ``$TMPDIR``, so ``TMPDIR`` (and ``tempfile.tempdir``
+in this process) point at a folder of the run's own, removed when the run
+ends however it ends. Task outputs live under ``<home>/kfp``, never there.
 """
 
 from __future__ import annotations
@@ -14,7 +21,11 @@ import datetime as dt
 import io
 import os
 import re
+import secrets
+import shutil
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, TextIO
 
@@ -23,6 +34,8 @@ from driftlab import settings
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 SHOWN = re.compile(r"\[driftlab\]|finished with status")
+FOLDER_ATTEMPTS = 20
+TMPDIR = "TMPDIR"  # where kfp.local's task command (mktemp -d) and Python's tempfile put temporary files
 
 
 class FilteredStdout(io.TextIOBase):
@@ -66,13 +79,71 @@ def captured_output(log_path: Path, *, verbose: bool = False) -> Iterator[None]:
             sys.stdout = original
 
 
+@dataclass(frozen=True)
+class RunFolders:
+    """One run's report folder, full log and temporary folder."""
+
+    report_dir: Path
+    log_path: Path
+    tmp_dir: Path
+
+
+def run_folders(home: Path, campaign: str) -> RunFolders:
+    """Create this run's folders: ``<stamp>-<4 hex>`` under ``reports/<campaign>``, its log, a temporary folder.
+
+    The report folder is created with ``exist_ok=False`` and another suffix is drawn if it exists,
+    so concurrent runs never share a report folder or a log. The temporary folder is made in the
+    system's temporary directory (``driftlab-run-...``).
+    """
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    parent = home / "reports" / campaign
+    parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(FOLDER_ATTEMPTS):
+        name = f"{stamp}-{secrets.token_hex(2)}"
+        try:
+            (parent / name).mkdir(exist_ok=False)
+        except FileExistsError:
+            continue
+        tmp_dir = Path(tempfile.mkdtemp(prefix=f"driftlab-run-{name}-", dir=tempfile.gettempdir()))
+        return RunFolders(parent / name, home / "logs" / f"{campaign}-{name}.log", tmp_dir)
+    raise DriftlabError(f"{parent}: no free report folder name for {stamp} after {FOLDER_ATTEMPTS} tries; "
+                        "remove old report folders there")
+
+
+@contextlib.contextmanager
+def temporary_files_in(folder: Path) -> Iterator[None]:
+    """Point ``TMPDIR`` (task subprocesses) and ``tempfile.tempdir`` (this process) at ``folder``, then remove it."""
+    before_env, before_tempdir = os.environ.get(TMPDIR), tempfile.tempdir
+    os.environ[TMPDIR], tempfile.tempdir = str(folder), str(folder)
+    try:
+        yield
+    finally:
+        if before_env is None:
+            os.environ.pop(TMPDIR, None)
+        else:
+            os.environ[TMPDIR] = before_env
+        tempfile.tempdir = before_tempdir
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def run_pipeline(config_text: str, campaign: str, home: Path, *, verbose: bool = False) -> Path:
     """Execute the pipeline; return the folder the report was written to. Raises on task failure."""
+    folders = run_folders(home, campaign)
+    try:
+        with temporary_files_in(folders.tmp_dir):
+            return _run(config_text, campaign, home, folders, verbose=verbose)
+    finally:
+        with contextlib.suppress(OSError):
+            folders.report_dir.rmdir()  # only while empty: a run that wrote no report leaves no folder
+
+
+def _run(config_text: str, campaign: str, home: Path, folders: RunFolders, *, verbose: bool) -> Path:
     import warnings
 
     hide_docker_folders()
     from kfp import local
 
+    from driftlab.launch.task_env import credentials_by_pipe
     from driftlab.pipelines.driftlab_pipeline import build_pipeline
 
     driftlab_pipeline = build_pipeline(retries=0)  # locally a failure is a bug to read, not to wait for
@@ -81,9 +152,7 @@ def run_pipeline(config_text: str, campaign: str, home: Path, *, verbose: bool =
     warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"kfp\.local")
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"kfp")
 
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    report_dir = home / "reports" / campaign / stamp
-    log_path = home / "logs" / f"{campaign}-{stamp}.log"
+    report_dir, log_path = folders.report_dir, folders.log_path
     os.environ[settings.HOME.name] = str(home)
     os.environ[settings.REPORT_DIR.name] = str(report_dir)
     os.environ[settings.LOG_DIR.name] = str(log_path.parent)
@@ -95,7 +164,7 @@ def run_pipeline(config_text: str, campaign: str, home: Path, *, verbose: bool =
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(home / "kfp"),
                raise_on_error=True)
     start = log_path.stat().st_size if log_path.exists() else 0  # this run's part of the log
-    with captured_output(log_path, verbose=verbose):
+    with captured_output(log_path, verbose=verbose), credentials_by_pipe():
         try:
             driftlab_pipeline(config_yaml=config_text, campaign=campaign)
         except Exception as exc:

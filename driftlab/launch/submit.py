@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from driftlab.errors import BadInput
-from driftlab.config import ExperimentConfig, load_config
+from driftlab.config import ExperimentConfig, load_config_text, read_config_text
 from driftlab import settings
 
 PIPELINE_NAME = "driftlab"
@@ -196,9 +196,9 @@ def _quietly(call: Callable[..., Any], *args, **kwargs) -> Any:
 
 def _prepare(config_path: str, package: str | None, out_dir: Path, registry: str | None = None
              ) -> tuple[ExperimentConfig, str, Path]:
-    config = load_config(config_path)
+    text = read_config_text(config_path)  # read once (bounded): the text submitted is the one validated
+    config = load_config_text(text, config_path)
     check_cluster_config(config, config_path)
-    text = Path(config_path).read_text(encoding="utf-8")
     return config, text, pipeline_package(out_dir, package, registry=registry)
 
 

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from driftlab import settings
 from driftlab.errors import DriftlabError
 from driftlab.report.html import to_html
 from driftlab.report.markdown import to_markdown
@@ -62,8 +63,22 @@ def write_all(result: dict[str, Any], out_dir: str | os.PathLike) -> dict[str, s
         for k, tmp in tmps.items():
             os.replace(tmp, paths[k])
     except OSError as exc:
-        raise ReportWriteError(
-            exc.errno, f"cannot write the report to {out}: {exc.strerror or exc}; free space there or choose a "
-            "writable folder (driftlab run --home, or DRIFTLAB_REPORT_DIR). The run records are safe in the "
-            "results database: run the aggregate step again") from None
+        raise ReportWriteError(exc.errno, f"cannot write the report to {out}: {exc.strerror or exc}; "
+                                          f"{another_folder_advice()}") from None
     return {k: str(v) for k, v in paths.items()}
+
+
+def another_folder_advice() -> str:
+    """How to write the report elsewhere, for the way this process was started.
+
+    ``driftlab run`` chooses the report folder itself (under ``--home``) and sets it, with its log
+    file, for its tasks: there the advice is ``--home``. A bare aggregate task is told the variable.
+    """
+    if settings.LOG_FILE.raw():  # set only by `driftlab run`, for its tasks
+        home = settings.HOME.raw() or "the home folder"
+        return ("free space there, or run the same `driftlab run` command again with --home DIR, DIR a "
+                f"writable folder on a disk with room (copy driftlab.sqlite from {home} into DIR first to keep "
+                "the finished runs, unless they are in a database URL). The run records are safe in the results "
+                "database")
+    return (f"free space there, or set {settings.REPORT_DIR.name} to a writable folder and run the aggregate "
+            "step again. The run records are safe in the results database")

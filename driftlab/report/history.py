@@ -13,6 +13,9 @@ same experiment and profile when:
 Version changes between the two reports (TensorFlow, Keras, CUDA, cuDNN,
 driver, GPU, CPU model, on the profile or the reference) are listed beside
 each row, so a jump reads "after tensorflow 2.20.0 → 2.21.0".
+
+``executions_markdown`` lists the newest executions (``Store.list_executions``)
+with their status; an abandoned one reads ``abandoned (last seen <time>)``.
 """
 
 from __future__ import annotations
@@ -38,6 +41,35 @@ def _when(value: Any) -> str:
     if isinstance(value, dt.datetime):
         return value.strftime("%Y-%m-%d %H:%M")
     return str(value or "")
+
+
+def utc_text(value: Any) -> str:
+    """A stored time as ``2026-01-02 10:00:03 UTC`` (seconds); anything else as text."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc)
+        return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return str(value or "—")
+
+
+def execution_status(row: dict[str, Any]) -> str:
+    """An execution's status as shown: ``abandoned (last seen <time>)`` for an abandoned one."""
+    status = str(row.get("status") or "")
+    if status == "abandoned":
+        return f"abandoned (last seen {utc_text(row.get('last_seen'))})"
+    return status
+
+
+def executions_markdown(rows: list[dict[str, Any]]) -> str:
+    """The executions as a Markdown section (one line each, oldest first)."""
+    from driftlab.report.markdown import _md
+
+    lines = ["", "## Executions", "", "| id | started | experiment | campaign | where | status |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['id']} | {utc_text(r.get('started_at'))} | {_md(r.get('experiment'))} | "
+                     f"{_md(r.get('campaign'))} | {_md(r.get('where'))} | {_md(execution_status(r))} |")
+    return "\n".join(lines) + "\n"
 
 
 def history_rows(reports: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

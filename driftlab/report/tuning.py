@@ -131,7 +131,8 @@ def _top(tuning: dict[str, Any]) -> tuple[str, list[tuple[str, str, str, str]]]:
         trial = as_int(trials[i]) if isinstance(trials, list) and i < len(trials) else None
         p = params[i] if isinstance(params, list) and i < len(params) else None
         rows.append((str(i + 1), DASH if trial is None else str(trial), sig(value), params_text(p)))
-    title = f"Top {len(rows)} trials"
+    left_out = as_int(tuning.get("top_k_left_out")) or 0  # rows cut so the summary fits a task parameter
+    title = f"Top {len(rows)} of {len(rows) + left_out} trials" if left_out > 0 else f"Top {len(rows)} trials"
     stab = tuning.get("stability") if isinstance(tuning.get("stability"), dict) else {}
     spread, relative = stab.get("spread", tuning.get("top_k_spread")), stab.get("relative_spread")
     if len(rows) > 1 and spread is not None:

@@ -14,16 +14,23 @@ least 2 rows, and a regression target otherwise.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
+import itertools
+import math
 import os
 import threading
 import zipfile
+import zlib
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from driftlab import inputs, settings
 from driftlab.errors import BadInput
 
 if TYPE_CHECKING:  # annotations only: config.schema asks this module for inferred tasks, lazily
@@ -77,23 +84,34 @@ def _synthetic_regression(cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _csv(cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray]:
-    import csv
-
     path = Path(cfg.path or "")
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
+        with io.TextIOWrapper(inputs.open_bounded(path, settings.MAX_DATA_BYTES, "dataset.path"),
+                              encoding="utf-8-sig", newline="") as fh:  # a UTF-8 BOM is dropped
+            reader = csv.reader(fh)
+            try:
+                return _csv_rows(cfg, path, reader)
+            except UnicodeDecodeError:
+                raise DatasetError(_not_utf8(path)) from None
+            except csv.Error as exc:
+                raise DatasetError(_not_csv(path, reader.line_num, exc)) from None
+    except inputs.FileRefused as exc:
+        raise DatasetError(f"dataset.path: cannot read '{path}': {exc.reason}") from None
     except OSError as exc:
         raise DatasetError(f"dataset.path: cannot read '{path}': {exc.strerror or exc}") from None
-    if len(rows) < 2:
+
+
+def _csv_rows(cfg: DatasetConfig, path: Path, reader) -> tuple[np.ndarray, np.ndarray]:
+    header, first = next(reader, None), next(reader, None)
+    if header is None or first is None:
         raise DatasetError(f"dataset.path: '{path}' has no data rows (a header and at least one row are needed)")
-    header = [h.strip() for h in rows[0]]
+    header = [h.strip() for h in header]
     if cfg.target not in header:
         raise DatasetError(f"dataset.target: column '{cfg.target}' is not in '{path}'; "
                            f"columns are: {', '.join(header)}")
     t = header.index(cfg.target)
-    feats, labels = [], []
-    for lineno, row in enumerate(rows[1:], start=2):
+    feats, labels, distinct = array("f"), [], {}  # 4 bytes a value; one string per distinct label
+    for lineno, row in enumerate(itertools.chain([first], reader), start=2):
         if not row:
             continue
         if len(row) != len(header):
@@ -102,20 +120,52 @@ def _csv(cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray]:
             values = [float(v) for i, v in enumerate(row) if i != t]
         except ValueError:
             col = next(i for i, v in enumerate(row) if i != t and not _is_float(v))
-            raise DatasetError(f"dataset.path: '{path}' line {lineno} has a non-numeric value {row[col]!r} in "
+            raise DatasetError(f"dataset.path: '{path}' line {lineno} has a non-numeric value {row[col][:40]!r} in "
                                f"feature column '{header[col]}'; encode categories as numbers first (only the "
                                "target column may hold text labels)") from None
         label = row[t].strip()
         if not label:
             raise DatasetError(f"dataset.target: '{path}' line {lineno} has no value in column '{cfg.target}'; "
                                "drop rows without a target first")
-        labels.append(label)
-        feats.append(values)
+        if "\0" in label:
+            raise DatasetError(f"dataset.target: '{path}' line {lineno} has a NUL byte in column '{cfg.target}': "
+                               "the file is binary or UTF-16, not CSV text; save it as UTF-8 CSV")
+        labels.append(distinct.setdefault(label, label))
+        feats.extend(values)
     try:
         y = np.asarray([float(v) for v in labels])
     except ValueError:
         y = np.asarray(labels)  # text labels: classes (mapped to 0..K-1 in sorted order by make_split)
-    return np.asarray(feats, dtype=np.float32), y
+    return np.frombuffer(feats, dtype=np.float32).reshape(len(labels), len(header) - 1), y
+
+
+def _not_utf8(path: Path) -> str:
+    """Where the first byte that is not UTF-8 is: line, column, byte (read again: only on this error)."""
+    where = ""
+    with inputs.open_bounded(path, settings.MAX_DATA_BYTES, "dataset.path") as fh:
+        header: list[str] = []
+        for lineno, line in enumerate(fh, start=1):
+            if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
+                line = line[3:]
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                field = max(1, len(next(csv.reader([line[:exc.start].decode("utf-8", "replace")]), []))) - 1
+                column = f", column '{header[field]}'" if field < len(header) else ""
+                where = f" (line {lineno}{column}: byte 0x{line[exc.start]:02x})"
+                break
+            if lineno == 1:
+                header = [h.strip() for h in next(csv.reader([text]), [])]
+    return (f"dataset.path: '{path}' is not UTF-8 text{where}, perhaps Latin-1 or Windows-1252; save it as UTF-8 "
+            "(e.g. iconv -f latin1 -t utf-8, or pandas: df.to_csv(path, encoding='utf-8'))")
+
+
+def _not_csv(path: Path, lineno: int, exc: Exception) -> str:
+    if "field limit" in str(exc):
+        return (f"dataset.path: '{path}' line {lineno} has a field longer than 128 KiB (the csv module's field "
+                "limit); a number is never that long: a quote is probably left open (a field that starts with "
+                "'\"' must end with '\"'), or the file is not comma-separated; fix the file")
+    return f"dataset.path: '{path}' line {lineno} is not valid CSV ({exc}); fix the file"
 
 
 def _is_float(v: str) -> bool:
@@ -126,27 +176,37 @@ def _is_float(v: str) -> bool:
         return False
 
 
+NPY_MAGIC, ZIP_MAGICS = b"\x93NUMPY", (b"PK\x03\x04", b"PK\x05\x06")
+#: What a damaged, encrypted or oddly compressed zip member raises while it is read.
+ZIP_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError)
+
+
 def _npz(cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray]:
     path = Path(cfg.path or "")
     try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DatasetError(f"dataset.path: cannot read '{path}' as .npz: {exc}") from None
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise DatasetError(f"dataset.path: '{path}' holds a single array, not an .npz archive; "
-                           "save it with np.savez(path, x=x, y=y)")
-    with data:
-        if "x" not in data or "y" not in data:
-            raise DatasetError(f"dataset.path: '{path}' must hold arrays named 'x' and 'y'; "
-                               f"found: {', '.join(data.files) or 'nothing'}")
-        x, y = _npz_array(data, "x", path), _npz_array(data, "y", path)
-    if x.dtype.kind not in "biuf":
-        raise DatasetError(f"dataset.path: array 'x' in '{path}' is not numeric (dtype {x.dtype}); features must "
-                           "be numbers: encode categories as numbers and save x as float32, "
-                           "e.g. np.savez(path, x=x.astype('float32'), y=y)")
-    if y.dtype.kind not in "biufUS":
-        raise DatasetError(f"dataset.path: array 'y' in '{path}' has dtype {y.dtype}; give numbers, or text "
-                           "labels for classes (e.g. y.astype(str))")
+        with inputs.open_bounded(path, settings.MAX_DATA_BYTES, "dataset.path") as fh:
+            magic = fh.read(len(NPY_MAGIC))
+            fh.seek(0)
+            if magic == NPY_MAGIC:
+                raise DatasetError(f"dataset.path: '{path}' holds a single array, not an .npz archive; "
+                                   "save it with np.savez(path, x=x, y=y)")
+            if magic[:4] not in ZIP_MAGICS:
+                raise DatasetError(f"dataset.path: cannot read '{path}' as .npz: it is not a zip archive; "
+                                   "save it with np.savez(path, x=x, y=y)")
+            try:
+                data = np.load(fh, allow_pickle=False)
+            except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+                raise DatasetError(f"dataset.path: cannot read '{path}' as .npz: {exc}") from None
+            with data:
+                if "x" not in data or "y" not in data:
+                    raise DatasetError(f"dataset.path: '{path}' must hold arrays named 'x' and 'y'; "
+                                       f"found: {', '.join(data.files) or 'nothing'}")
+                _check_npz_members(data, path)
+                x, y = _npz_array(data, "x", path), _npz_array(data, "y", path)
+    except inputs.FileRefused as exc:
+        raise DatasetError(f"dataset.path: cannot read '{path}': {exc.reason}") from None
+    except OSError as exc:
+        raise DatasetError(f"dataset.path: cannot read '{path}': {exc.strerror or exc}") from None
     if x.ndim < 2 or 0 in x.shape[1:]:
         raise DatasetError(f"dataset.path: 'x' in '{path}' must have one row per example, shape (rows, features) "
                            f"or (rows, d1, d2, ...) for images; got shape {x.shape}")
@@ -156,17 +216,54 @@ def _npz(cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.float32), y
 
 
-def _npz_array(data, name: str, path: Path) -> np.ndarray:
-    try:
-        return data[name]
-    except ValueError as exc:  # object arrays: np.load refuses to unpickle them (allow_pickle=False)
-        if "pickle" not in str(exc) and "Object arrays" not in str(exc):
-            raise DatasetError(f"dataset.path: cannot read array '{name}' in '{path}': {exc}") from None
+def _check_npz_members(data, path: Path) -> None:
+    """Before anything is decompressed: x and y are .npy arrays of usable dtypes whose sizes fit the limit."""
+    limit = inputs.byte_limit(settings.MAX_DATA_BYTES)
+    names = data.zip.namelist()
+    members = {name: data.zip.getinfo(name if name in names else f"{name}.npy") for name in ("x", "y")}
+    unpacked = sum(info.file_size for info in members.values())
+    if unpacked > limit:  # declared sizes: zipfile never inflates a member past its own
+        raise DatasetError(f"dataset.path: the arrays 'x' and 'y' in '{path}' take {unpacked:,} bytes once "
+                           f"uncompressed, more than the {inputs.human(limit)} limit "
+                           f"({settings.MAX_DATA_BYTES.name}={settings.MAX_DATA_BYTES.get()}); use less data, "
+                           f"or raise {settings.MAX_DATA_BYTES.name}")
+    for name, info in members.items():
+        try:
+            with data.zip.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(member)
+        except ZIP_ERRORS as exc:
+            raise DatasetError(f"dataset.path: array '{name}' in '{path}' is not a NumPy array ({exc}); save "
+                               "the arrays with np.savez(path, x=x, y=y)") from None
+        _check_npz_dtype(name, dtype, path)
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes > info.file_size:
+            raise DatasetError(f"dataset.path: array '{name}' in '{path}' declares shape {shape} ({nbytes:,} bytes) "
+                               f"but holds {info.file_size:,}: the archive is damaged; save it again with "
+                               "np.savez(path, x=x, y=y)")
+
+
+def _check_npz_dtype(name: str, dtype: np.dtype, path: Path) -> None:
+    if dtype.hasobject:  # np.load would have to unpickle it (allow_pickle=False refuses)
         fix = ("save x as a numeric array, e.g. np.savez(path, x=x.astype('float32'), y=y)" if name == "x" else
                "save y as numbers, or as text labels with y.astype(str)")
         raise DatasetError(f"dataset.path: array '{name}' in '{path}' holds Python objects (dtype object), "
-                           f"which driftlab does not unpickle; {fix}") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+                           f"which driftlab does not unpickle; {fix}")
+    if name == "x" and dtype.kind not in "biuf":
+        raise DatasetError(f"dataset.path: array 'x' in '{path}' is not numeric (dtype {dtype}); features must "
+                           "be numbers: encode categories as numbers and convert with "
+                           "np.asarray(x, dtype='float32'), e.g. np.savez(path, x=x.astype('float32'), y=y)")
+    if name == "y" and dtype.kind not in "biufUS":
+        raise DatasetError(f"dataset.path: array 'y' in '{path}' has dtype {dtype}; give numbers, or text "
+                           "labels for classes (e.g. y.astype(str))")
+
+
+def _npz_array(data, name: str, path: Path) -> np.ndarray:
+    try:
+        return data[name]
+    except ZIP_ERRORS as exc:
         raise DatasetError(f"dataset.path: cannot read array '{name}' in '{path}': {exc}") from None
 
 

@@ -46,13 +46,17 @@ def resolve_builder(spec: str) -> Callable[..., Any]:
     return func
 
 
+#: What ``hparams["optimizer"]`` may name when driftlab compiles the model (the builder did not).
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+
+
 def _optimizer(name: str, learning_rate: float):
+    if name not in OPTIMIZERS:
+        raise ModelBuildError(f"model.hyperparameters.optimizer: '{name}' is not one of {list(OPTIMIZERS)}")
     import keras
 
     optimizers = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
                   "rmsprop": keras.optimizers.RMSprop, "adamw": keras.optimizers.AdamW}
-    if name not in optimizers:
-        raise ModelBuildError(f"model.hyperparameters.optimizer: '{name}' is not one of {sorted(optimizers)}")
     return optimizers[name](learning_rate=float(learning_rate))
 
 

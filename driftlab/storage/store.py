@@ -9,6 +9,14 @@ A run is stored under its key; storing a finished key again is a no-op, so
 two stages, two workers or two pipeline runs can never record a run twice.
 A failed attempt may be replaced by a later successful one.
 
+An execution (one ``driftlab run``; a cluster run's exit record) records its
+owner process and a sign of life (``last_seen``, refreshed by the owner's
+heartbeat). ``start_execution`` first marks ``abandoned`` every ``running``
+execution whose owner is gone (``storage.owner``: a dead process on this
+machine, or silence longer than ``DRIFTLAB_EXECUTION_STALE_S``), keeping the
+time of its last sign of life. Execution and report inserts carry a token, so a
+retried insert never adds a second row.
+
 A database that drops its connections or is unreachable for a while (a
 restart, a failover, a network blip) is waited for: every call that reads or
 writes (runs, experiments, executions, reports; opening the schema inside a
@@ -26,6 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+import uuid
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import sqlalchemy as sa
@@ -33,13 +42,19 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from driftlab import settings
 from driftlab.runs import codec
+from driftlab.storage import arrays, owner
 from driftlab.storage.db import (  # noqa: F401  (database_url, local_dir, retry_window: re-exported)
     RESULTS, StoreError, database_url, first_line, is_transient, local_dir, make_engine, mask_secrets,
     retry_window, retrying, safe_url)
 
-SCHEMA_VERSION = 2  # 2: driftlab_runs.plan_hash (added to version-1 tables in place)
+SCHEMA_VERSION = 3  # 2: driftlab_runs.plan_hash; 3: executions' owner and sign of life, insert tokens
 FINAL_STATUSES = ("ok", "diverged")
+RUNNING, ABANDONED = "running", "abandoned"
 SCHEMA_ATTEMPTS = 3
+ARRAY_COLUMNS = ("predictions", "eval_labels", "weights")
+RUN_PAGE = 2000  # runs fetched at once by iter_runs (no arrays: a few hundred bytes each)
+ARRAY_CHUNK = 256  # runs per query of iter_arrays (their compressed arrays, ~40 KB each for 1,000 x 10)
+FINGERPRINT_CACHE = 1024  # distinct fingerprints decoded once per iter_runs
 
 T = TypeVar("T")
 
@@ -69,6 +84,14 @@ executions = sa.Table(
     sa.Column("finished_at", sa.DateTime(timezone=True)),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("where", sa.String(16), nullable=False),
+    # Version 3: the owner process (driftlab.storage.owner) and its last sign of life; an abandoned
+    # execution keeps it (finished_at is set to it). request_id makes a retried insert a no-op.
+    sa.Column("last_seen", sa.DateTime(timezone=True)),
+    sa.Column("owner_host", sa.String(255)),
+    sa.Column("owner_pid", sa.Integer),
+    sa.Column("owner_start", sa.String(128)),
+    sa.Column("request_id", sa.String(32)),
+    sa.Index("ux_driftlab_executions_request", "request_id", unique=True),
 )
 
 runs = sa.Table(
@@ -112,11 +135,31 @@ reports = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("gate", sa.String(8), nullable=False),
     sa.Column("report_json", sa.Text, nullable=False),
+    sa.Column("request_id", sa.String(32)),  # version 3: a retried insert is a no-op
+    sa.Index("ux_driftlab_reports_request", "request_id", unique=True),
 )
+
+#: Nullable columns added since version 1, by table: an older driftlab table gains them in place.
+ADDED_COLUMNS = {
+    "driftlab_runs": ("plan_hash",),
+    "driftlab_executions": ("last_seen", "owner_host", "owner_pid", "owner_start", "request_id"),
+    "driftlab_reports": ("request_id",),
+}
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    """A stored time as UTC (SQLite keeps no zone; the store writes UTC)."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=dt.timezone.utc)
+
+
+def _with_utc(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: _utc(v) if isinstance(v, dt.datetime) else v for k, v in row.items()}
 
 
 class Store:
@@ -190,8 +233,7 @@ class Store:
                         f"newer than this driftlab ({SCHEMA_VERSION}); upgrade driftlab")
         # Creates what is missing (a fresh database, or tables someone dropped); keeps what is there.
         self._create_missing_tables()
-        with self.engine.begin() as conn:
-            self._migrate(conn, sa.inspect(conn))
+        self._migrate()
         with self.engine.begin() as conn:
             self._check_columns(sa.inspect(conn))
             if version != SCHEMA_VERSION:  # written once, not by every process that opens the database
@@ -218,11 +260,39 @@ class Store:
                     raise
                 time.sleep(0.2 * (attempt + 1))
 
-    def _migrate(self, conn, inspector) -> None:
-        """Bring version-1 tables to this schema: add the nullable columns added since."""
-        present = {c["name"] for c in inspector.get_columns(runs.name)}
-        if "plan_hash" not in present and "spec_json" in present:  # a driftlab table, from before plans
-            conn.execute(sa.text("ALTER TABLE driftlab_runs ADD COLUMN plan_hash VARCHAR(32)"))
+    def _migrate(self) -> None:
+        """Bring older driftlab tables to this schema: add the nullable columns and unique indexes added since.
+
+        A table counts as driftlab's when it has every column it had in version 1; anything else is
+        left for ``_check_columns`` to refuse. Rows are never touched.
+        """
+        for table in metadata.sorted_tables:
+            added = ADDED_COLUMNS.get(table.name, ())
+            with self.engine.connect() as conn:
+                inspector = sa.inspect(conn)
+                present = {c["name"] for c in inspector.get_columns(table.name)}
+                indexes = {ix["name"] for ix in inspector.get_indexes(table.name)}
+            if not added or any(c.name not in present for c in table.columns if c.name not in added):
+                continue
+            for name in added:
+                if name not in present:
+                    self._add_column(table.c[name])
+            for index in table.indexes:
+                if index.unique and index.name not in indexes:
+                    with self.engine.begin() as conn:
+                        conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
+
+    def _add_column(self, column: sa.Column) -> None:
+        quote = self.engine.dialect.identifier_preparer.quote
+        ddl = (f"ALTER TABLE {quote(column.table.name)} ADD COLUMN {quote(column.name)} "
+               f"{column.type.compile(dialect=self.engine.dialect)}")
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sa.text(ddl))
+        except sa.exc.DatabaseError:
+            with self.engine.connect() as conn:  # another process opening the database added it first
+                if column.name not in {c["name"] for c in sa.inspect(conn).get_columns(column.table.name)}:
+                    raise
 
     def _check_columns(self, inspector) -> None:
         """Refuse tables named like driftlab's that another program (or version) made with other columns."""
@@ -263,24 +333,123 @@ class Store:
 
     def start_execution(self, name: str, campaign: str, config_hash: str, config_json: str,
                         where: str = "local") -> int:
+        """Record a ``running`` execution owned by this process; returns its id.
+
+        Executions whose owner is gone are marked ``abandoned`` first (``mark_abandoned``). The
+        insert carries a fresh token, so a retry after a lost reply finds its row instead of adding
+        one. The experiment's row is locked first: one experiment's executions get their ids in
+        commit order, which ``executions_ahead`` relies on.
+        """
         exp = self.experiment_id(name)
+        me, stale_s, token = owner.this_process(), owner.stale_after(), uuid.uuid4().hex
 
         def attempt() -> int:
             with self.engine.begin() as conn:
-                result = conn.execute(executions.insert().values(
+                conn.execute(experiments.update().where(experiments.c.id == exp).values(name=experiments.c.name))
+                self._abandon(conn, stale_s)
+                now = _now()
+                conn.execute(self._insert(executions).values(
                     experiment_id=exp, campaign=campaign, config_hash=config_hash, config_json=config_json,
-                    started_at=_now(), status="running", where=where))
-                return int(result.inserted_primary_key[0])
+                    started_at=now, status=RUNNING, where=where, last_seen=now, owner_host=me.host,
+                    owner_pid=me.pid, owner_start=me.start, request_id=token)
+                    .on_conflict_do_nothing(index_elements=["request_id"]))
+                return int(conn.execute(sa.select(executions.c.id).where(executions.c.request_id == token)).scalar_one())
 
         return self._retrying("recording the execution", attempt)
 
     def finish_execution(self, execution_id: int, status: str) -> None:
         def attempt() -> None:
             with self.engine.begin() as conn:
+                now = _now()
                 conn.execute(executions.update().where(executions.c.id == execution_id)
-                             .values(status=status, finished_at=_now()))
+                             .values(status=status, finished_at=now, last_seen=now))
 
         self._retrying("recording the execution's outcome", attempt)
+
+    def touch_execution(self, execution_id: int) -> None:
+        """Refresh the execution's sign of life (one attempt: a missed beat is harmless).
+
+        An execution a sweep took for abandoned while its owner was silent is ``running`` again.
+        """
+        with self.engine.begin() as conn:
+            conn.execute(executions.update().where(executions.c.id == execution_id,
+                                                   executions.c.status.in_((RUNNING, ABANDONED)))
+                         .values(last_seen=_now(), status=RUNNING, finished_at=None))
+
+    def mark_abandoned(self) -> list[dict[str, Any]]:
+        """Mark ``abandoned`` every running execution whose owner is gone; returns those marked.
+
+        Gone: ``owner.state`` proves the process dead, or cannot judge it (another machine) and its last
+        sign of life is older than ``DRIFTLAB_EXECUTION_STALE_S``. The row keeps that time in
+        ``last_seen`` and ``finished_at``.
+        """
+        stale_s = owner.stale_after()
+
+        def attempt() -> list[dict[str, Any]]:
+            with self.engine.begin() as conn:
+                return self._abandon(conn, stale_s)
+
+        return self._retrying("checking for abandoned executions", attempt)
+
+    def _abandon(self, conn, stale_s: float) -> list[dict[str, Any]]:
+        query = (sa.select(executions.c.id, experiments.c.name.label("experiment"), executions.c.campaign,
+                           executions.c.started_at, executions.c.last_seen, executions.c.owner_host,
+                           executions.c.owner_pid, executions.c.owner_start)
+                 .join(experiments, experiments.c.id == executions.c.experiment_id)
+                 .where(executions.c.status == RUNNING))
+        now, marked = _now(), []
+        for row in conn.execute(query).all():
+            seen = _utc(row.last_seen or row.started_at)
+            judged = owner.state(row.owner_host, row.owner_pid, row.owner_start)
+            silent = (now - seen).total_seconds()
+            if judged == owner.DEAD:
+                reason = f"its process {row.owner_pid} on {row.owner_host} is gone"
+            elif judged == owner.UNKNOWN and silent > stale_s:
+                reason = f"no sign of life for {silent:.0f} s (more than {stale_s:.0f} s)"
+            else:
+                continue
+            changed = conn.execute(executions.update().where(executions.c.id == row.id, executions.c.status == RUNNING)
+                                   .values(status=ABANDONED, last_seen=seen, finished_at=seen)).rowcount
+            if changed:
+                marked.append({"id": row.id, "experiment": row.experiment, "campaign": row.campaign,
+                               "last_seen": seen, "reason": reason})
+        return marked
+
+    def executions_ahead(self, execution_id: int) -> list[dict[str, Any]]:
+        """Running executions of the same experiment and campaign recorded before this one, oldest first.
+
+        Dead ones are marked abandoned first, so what is left is alive (or not yet silent long enough).
+        """
+        self.mark_abandoned()
+        mine = executions.alias("mine")
+        query = (sa.select(executions.c.id, executions.c.started_at, executions.c.last_seen,
+                           executions.c.owner_host, executions.c.owner_pid)
+                 .join(mine, sa.and_(mine.c.id == execution_id, mine.c.experiment_id == executions.c.experiment_id,
+                                     mine.c.campaign == executions.c.campaign))
+                 .where(executions.c.id < execution_id, executions.c.status == RUNNING).order_by(executions.c.id))
+
+        def attempt() -> list[dict[str, Any]]:
+            with self.engine.connect() as conn:
+                return [_with_utc(dict(r._mapping)) for r in conn.execute(query)]
+
+        return self._retrying("checking the campaign's other executions", attempt)
+
+    def list_executions(self, experiment: str | None = None, *, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest ``limit`` executions (of one experiment), oldest first; times in UTC."""
+        query = (sa.select(executions.c.id, experiments.c.name.label("experiment"), executions.c.campaign,
+                           executions.c.where, executions.c.status, executions.c.started_at,
+                           executions.c.finished_at, executions.c.last_seen, executions.c.owner_host,
+                           executions.c.owner_pid)
+                 .join(experiments, experiments.c.id == executions.c.experiment_id)
+                 .order_by(executions.c.id.desc()).limit(limit))
+        if experiment is not None:
+            query = query.where(experiments.c.name == experiment)
+
+        def attempt() -> list[dict[str, Any]]:
+            with self.engine.connect() as conn:
+                return [_with_utc(dict(r._mapping)) for r in conn.execute(query)][::-1]
+
+        return self._retrying("reading executions", attempt)
 
     # -- runs -----------------------------------------------------------------
     def done_keys(self, keys: Iterable[str]) -> set[str]:
@@ -347,7 +516,7 @@ class Store:
     def load_runs(self, experiment: str, campaign: str | None = None, *,
                   with_arrays: bool = True, plan: str | None = None) -> list[dict[str, Any]]:
         """The runs of an experiment (one campaign; one plan's runs only, given ``plan``)."""
-        cols = [c for c in runs.c if with_arrays or c.name not in ("predictions", "eval_labels", "weights")]
+        cols = [c for c in runs.c if with_arrays or c.name not in ARRAY_COLUMNS]
         query = (sa.select(*cols).join(experiments, experiments.c.id == runs.c.experiment_id)
                  .where(experiments.c.name == experiment).order_by(runs.c.key))
         if campaign is not None:
@@ -360,6 +529,81 @@ class Store:
                 return [self._decode(dict(r._mapping)) for r in conn.execute(query)]
 
         return self._retrying("loading runs", attempt)
+
+    def iter_runs(self, experiment: str, campaign: str | None = None, *, plan: str | None = None,
+                  with_spec: bool = True, page: int = RUN_PAGE) -> Iterator[dict[str, Any]]:
+        """The runs ``load_runs(..., with_arrays=False)`` gives, in the same order, streamed ``page`` rows at a time.
+
+        One query (a connection lost midway resumes after the last key read). Each record says
+        whether it has predictions (``predictions_stored``); ``iter_arrays`` reads the arrays of the
+        runs that need them. ``with_spec=False`` leaves out the run specs (``spec`` is None).
+        Equal fingerprints are one shared dict: treat the records as read-only.
+        """
+        cols = [c for c in runs.c if c.name not in ARRAY_COLUMNS and (with_spec or c.name != "spec_json")]
+        stored = sa.func.length(runs.c.predictions).is_not(None).label("predictions_stored")  # reads no blob
+        query = (sa.select(*cols, stored).join(experiments, experiments.c.id == runs.c.experiment_id)
+                 .where(experiments.c.name == experiment).order_by(runs.c.key))
+        if campaign is not None:
+            query = query.where(runs.c.campaign == campaign)
+        if plan is not None:
+            query = query.where(runs.c.plan_hash == plan)
+        fingerprints: dict[str, Any] = {}
+        last = None
+        while True:
+            start = query if last is None else query.where(runs.c.key > last)
+            conn, result, rows = self._retrying("loading runs", lambda: self._open_stream(start, page))
+            try:
+                while rows:
+                    for row in rows:
+                        last = row["key"]
+                        yield self._decode_scalars(row, fingerprints)
+                    rows = self._next_rows(result, page)
+            finally:
+                conn.close()
+            if rows is not None:  # read to the end (None: the connection was lost; go on after ``last``)
+                return
+
+    def _open_stream(self, query, page: int):
+        conn = self.engine.connect()
+        try:
+            result = conn.execution_options(stream_results=True, yield_per=page).execute(query)
+            return conn, result, [dict(r._mapping) for r in result.fetchmany(page)]
+        except BaseException:
+            conn.close()
+            raise
+
+    @staticmethod
+    def _next_rows(result, page: int) -> list[dict[str, Any]] | None:
+        try:
+            return [dict(r._mapping) for r in result.fetchmany(page)]
+        except sa.exc.DBAPIError as exc:
+            if is_transient(exc):
+                return None
+            raise
+
+    def _decode_scalars(self, row: dict[str, Any], fingerprints: dict[str, Any]) -> dict[str, Any]:
+        text = row.pop("fingerprint_json", None)
+        if text and text not in fingerprints and len(fingerprints) < FINGERPRINT_CACHE:
+            fingerprints[text] = json.loads(text)
+        row = self._decode(row)
+        row["fingerprint"] = fingerprints.get(text) or (json.loads(text) if text else None)
+        row["predictions_stored"] = bool(row["predictions_stored"])
+        return row
+
+    def iter_arrays(self, keys: Iterable[str], *, chunk: int = ARRAY_CHUNK,
+                    names: tuple[str, ...] = ARRAY_COLUMNS) -> Iterator[tuple[str, arrays.LazyArrays]]:
+        """``(key, arrays)`` of the runs ``keys`` (any order), ``chunk`` runs per query; ``arrays.get(name)``
+        decodes one of ``names`` (``predictions``, ``eval_labels``, ``weights``) when first asked for."""
+        keys = list(keys)
+        for start in range(0, len(keys), chunk):
+            query = sa.select(runs.c.key, *[runs.c[n] for n in names]).where(
+                runs.c.key.in_(keys[start:start + chunk]))
+
+            def attempt(query=query) -> list[tuple[str, arrays.LazyArrays]]:
+                with self.engine.connect() as conn:
+                    return [(row[0], arrays.LazyArrays(dict(zip(names, row[1:])))) for row in conn.execute(query)]
+
+            yield from self._retrying("loading run arrays", attempt)
 
     @staticmethod
     def _decode(row: dict[str, Any]) -> dict[str, Any]:
@@ -421,14 +665,17 @@ class Store:
 
     # -- reports --------------------------------------------------------------
     def save_report(self, experiment: str, campaign: str, gate: str, report: dict[str, Any]) -> int:
+        """Store a report; returns its id. A retry after a lost reply finds the row instead of adding one."""
         exp = self.experiment_id(experiment)
         report_json = json.dumps(report, default=float)
+        token = uuid.uuid4().hex
 
         def attempt() -> int:
             with self.engine.begin() as conn:
-                result = conn.execute(reports.insert().values(
-                    experiment_id=exp, campaign=campaign, created_at=_now(), gate=gate, report_json=report_json))
-                return int(result.inserted_primary_key[0])
+                conn.execute(self._insert(reports).values(
+                    experiment_id=exp, campaign=campaign, created_at=_now(), gate=gate, report_json=report_json,
+                    request_id=token).on_conflict_do_nothing(index_elements=["request_id"]))
+                return int(conn.execute(sa.select(reports.c.id).where(reports.c.request_id == token)).scalar_one())
 
         return self._retrying("saving the report", attempt)
 

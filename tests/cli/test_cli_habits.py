@@ -64,7 +64,8 @@ def test_a_tuning_section_without_a_search_space_is_a_clear_validation_error(tmp
     assert "nothing to tune" in err and "search_space" in err and "tuning.study" in err and "None" not in err
 
 
-@pytest.mark.parametrize("extra", ["", "search_space: {lr: {type: float, low: 0.001, high: 0.1}}\ntuning: {trials: 2}\n"])
+@pytest.mark.parametrize("extra", ["", "search_space: {learning_rate: {type: float, low: 0.001, high: 0.1}}\n"
+                                       "tuning: {trials: 2}\n"])
 def test_without_a_tuning_section_or_with_a_search_space_the_file_is_valid(tmp_path, capsys, extra):
     path = tmp_path / "exp.yaml"
     path.write_text("name: x\ndataset: {name: digits}\nprofiles: {pools: [{name: cpu-default}]}\n" + extra)

@@ -396,10 +396,12 @@ def test_cli_outage_after_opening_ends_in_one_driftlab_line(command, proxied_url
 
 
 # -- a campaign whose builder raises, end to end ------------------------------------------------------------------
+# The builder raises only in the workers that train: one that raises when built once is refused before the
+# pipeline starts (tests/reliability/test_preflight.py).
 BROKEN_CONFIG = """\
 name: brokenbuilder
 dataset: {name: digits, eval_fraction: 0.25, val_fraction: 0.2}
-model: {builder: "user_builders:broken", epochs: 1, batch_size: 64}
+model: {builder: "user_builders:broken_in_training", epochs: 1, batch_size: 64}
 seeds: {init: [0, 1], shuffle: [0], split: [0], repeats: 1, deterministic: [true]}
 profiles:
   reference: cpu-default
@@ -424,7 +426,7 @@ def test_campaign_with_a_raising_builder_shows_the_users_error_on_the_terminal(t
     logs = re.findall(r"full log: (\S+)", out)
     assert logs and all(Path(p).exists() for p in logs), out[-3000:]
     assert re.search(r"retrain across seeds · cpu-default: 2 run\(s\) failed: model\.builder: "
-                     r"'user_builders:broken' raised ValueError: width must be positive", out), out[-3000:]
+                     r"'user_builders:broken_in_training' raised ValueError: width must be positive", out), out[-3000:]
     assert "models.py" not in out and "worker.py" not in out, "no driftlab frames on the terminal"
     worker_logs = list((home / "logs").glob("worker-*.log"))
     assert any("Traceback (most recent call last)" in p.read_text() for p in worker_logs), \
