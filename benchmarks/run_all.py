@@ -21,6 +21,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from bench_tune import real_table, scaling_table, storage_tables  # noqa: E402  (this folder is on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 PG_URL = os.environ.get("DRIFTLAB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -47,7 +49,8 @@ def spread(values: list[float], digits: int = 2) -> str:
     return f"{med:.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
 
 
-def tuning_storage(trials: int, repeats: int) -> list[dict]:
+def tuning_storage(quick: bool, out: Path) -> dict:
+    """One run of ``bench_tune.py`` on a scratch PostgreSQL database (dropped afterwards)."""
     import psycopg2
 
     name = f"driftlab_bench_{uuid.uuid4().hex[:8]}"
@@ -55,20 +58,18 @@ def tuning_storage(trials: int, repeats: int) -> list[dict]:
     admin.autocommit = True
     admin.cursor().execute(f'CREATE DATABASE "{name}"')
     url = PG_URL.rsplit("/", 1)[0] + "/" + name
-    rows: list[dict] = []
     try:
-        for _ in range(repeats):
-            cmd = [PY, "benchmarks/bench_tune.py", "--trials", str(trials), "--workers", "1", "4", "8",
-                   "--storages", "memory", "journal", "postgresql", "--pg", url]
-            print("$", " ".join(cmd[:-1]), "<scratch database>", flush=True)
-            out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
-            rows += [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        sizes = (["--trials", "60", "--fast-trials", "200", "--workers", "1", "4", "8", "--scaling-trials", "30"]
+                 if quick else [])
+        cmd = [PY, "benchmarks/bench_tune.py", *sizes, "--json", str(out), "--pg", url]
+        print("$", " ".join(cmd[:-1]), "<scratch database>", flush=True)
+        subprocess.run(cmd, cwd=ROOT, check=True)
+        return json.loads(out.read_text())
     finally:
         cur = admin.cursor()
         cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
         cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
         admin.close()
-    return rows
 
 
 def main() -> None:
@@ -86,7 +87,10 @@ def main() -> None:
                     tmp / "p.json")
     execs = [run_json([PY, "benchmarks/bench_executor.py", "--runs", "12" if args.quick else "24",
                        "--json", str(tmp / f"e{i}.json")], tmp / f"e{i}.json") for i in range(max(1, reps - 1))]
-    tune = tuning_storage(40 if args.quick else 120, 1 if args.quick else 2)
+    tune = tuning_storage(args.quick, tmp / "t.json")
+    real_tune = run_json([PY, "benchmarks/bench_tune.py", "--real", "--real-trials", "8" if args.quick else "16",
+                          "--real-repeats", "1" if args.quick else "3", "--json", str(tmp / "r.json")],
+                         tmp / "r.json")["real"]
     sizes = ["1000", "5000"] if args.quick else ["1000", "10000", "50000"]
     drift = run_json([PY, "benchmarks/bench_drift.py", "--sizes", *sizes, "--repeats", "1" if args.quick else "2",
                       "--json", str(tmp / "d.json")], tmp / "d.json")
@@ -122,12 +126,17 @@ def main() -> None:
                      f"{all(e[mode]['digests_equal_naive'] for e in execs)} |")
     lines += ["", f"Worker start (spawn to ready, TensorFlow imported): "
               f"{spread([e['startup']['worker_spawn_to_ready_s'] for e in execs], 1)} s.", "",
-              "## 3. Tuning storage: overhead per trial (trivial objective)", "",
-              "| storage | workers | ms per trial | trials/s |", "|---|---|---|---|"]
-    for key in sorted({(r["storage"], r["workers"]) for r in tune}):
-        rows = [r for r in tune if (r["storage"], r["workers"]) == key]
-        lines.append(f"| {key[0]} | {key[1]} | {spread([r['median_ms_per_trial'] for r in rows])} | "
-                     f"{spread([r['study_trials_per_s'] for r in rows], 1)} |")
+              "## 3. Tuning storage: driftlab's layer against plain Optuna (no-op objective)", "",
+              f"`benchmarks/bench_tune.py`, one run ({tune['seconds']} s): {tune['trials']} trials per measurement "
+              f"({tune['fast_trials']} on the journal and in memory), "
+              "worker processes (in-memory: threads); ms per trial seen by one worker (median over workers) · "
+              "the study's trials/s. Random sampler.", "",
+              *storage_tables(tune["storage"], tune["workers"]), "",
+              "Per-trial cost as the study grows (one worker, median gap between trials; the larger study "
+              "is pre-filled in bulk):", "", *scaling_table(tune["storage"]), "",
+              "### Real tuning throughput (quickstart, Keras trials in their own worker processes)", "",
+              "`stages.prepare` + the tune tasks in threads, as kfp.local runs them; journal file.", "",
+              *real_table(real_tune)]
     det = pipe["determinism_fit_ratio"]
     lines += ["", "## 4. Determinism cost", "",
               f"Fit time with op determinism on ÷ off, quickstart model on this CPU: "

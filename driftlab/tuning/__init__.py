@@ -5,8 +5,11 @@ worker (``run_worker``) runs free slots of the budget until none is left.
 On a cluster the storage is the PostgreSQL database in ``DRIFTLAB_DB_URL``
 (Optuna's own schema, readable by optuna-dashboard and the ``optuna`` CLI),
 with heartbeats, stale-trial retry and retried connections; locally it is
-Optuna's journal file. Modules: ``storage`` (where), ``budget`` (the slot
-scheme and why), ``search`` (space, samplers, pruners), ``study``
+Optuna's journal file; or Optuna's gRPC storage proxy in front of the database
+(``DRIFTLAB_STUDY_GRPC``), so tune workers hold no database password. Modules:
+``storage`` (where), ``grpc_storage`` and ``proxy`` (the gRPC client and server),
+``budget`` (the slot scheme and why), ``claim`` (taking a slot at plain Optuna's
+cost), ``search`` (space, samplers, pruners), ``study``
 (lifecycle, workers), ``results`` (what retraining gets), ``existing``
 (start from a study you already ran: read it, never write it), ``commands``
 (storage forms, and the commands that open a study in Optuna's own tools).

@@ -10,9 +10,10 @@ The scheme here is an atomic claim built from Optuna's own trial queue:
 * ``top_up`` (run once by ``create_study``, before workers fan out) adds
   WAITING trials until COMPLETE + PRUNED + RUNNING + WAITING = budget. These
   are the slots.
-* A worker only ever runs a popped slot. Optuna pops a WAITING trial with a
-  compare-and-set (``set_trial_state_values(RUNNING)`` under ``SELECT ... FOR
-  UPDATE`` in PostgreSQL, an ordered log in the journal), so each slot is
+* A worker only ever runs a popped slot. A WAITING trial is popped with a
+  compare-and-set (an ``UPDATE ... WHERE state = 'WAITING'`` in PostgreSQL, an
+  ordered log in the journal, Optuna's ``set_trial_state_values(RUNNING)``
+  through the gRPC proxy; ``claim`` chooses which slot to try), so each slot is
   taken by exactly one worker. The storages refuse to create a trial without
   a template (``storage.NoFreeSlot``), so a worker never runs an extra trial:
   ``study.ask()`` either pops a slot or raises.

@@ -14,7 +14,9 @@ names, or driftlab's own study storage):
   (``journal://`` followed by the path; relative paths are relative to the
   working directory).
 
-Redis journals (``redis://``) are not supported.
+Redis journals (``redis://``) are not supported. driftlab's own study may also sit
+behind Optuna's gRPC storage proxy (``DRIFTLAB_STUDY_GRPC``, kind ``grpc``): neither
+tool opens a proxy, so ``study_commands`` gives none for it (open the database behind it).
 
 ``study_commands`` prints commands with the password masked (``***``, by
 ``storage.db.safe_url``, every form: ``user:pw@``, ``?password=``); a journal
@@ -39,9 +41,10 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 
 @dataclass(frozen=True)
 class StorageRef:
-    """A parsed storage: ``kind`` rdb (``target`` is the URL to connect with) or journal (an absolute path)."""
+    """A parsed storage: ``kind`` rdb (``target`` is the URL to connect with), journal (an absolute path)
+    or grpc (``host:port`` of a gRPC storage proxy)."""
 
-    kind: Literal["rdb", "journal"]
+    kind: Literal["rdb", "journal", "grpc"]
     target: str
 
     @property
@@ -49,6 +52,8 @@ class StorageRef:
         """What may be shown to people: the URL with its password masked, or the journal path."""
         if self.kind == "journal":
             return self.target
+        if self.kind == "grpc":
+            return f"grpc://{self.target}"
         return safe_url(self.target)
 
 
@@ -75,6 +80,8 @@ def study_commands(storage: str | StorageRef, study_name: str | None = None) -> 
         command line ready to paste (arguments shell-quoted), password shown as ``***``.
     """
     ref = storage if isinstance(storage, StorageRef) else parse_storage(storage)
+    if ref.kind == "grpc":
+        return {}  # optuna-dashboard and the optuna CLI do not open a gRPC proxy
     where = shlex.quote(ref.shown)
     commands = {"optuna-dashboard": f"optuna-dashboard {where}",
                 "optuna studies": f"optuna studies --storage {where}"}

@@ -5,9 +5,10 @@ reclaims what dead workers of a previous run left, and tops the slot queue
 up to the budget (see ``budget``). A re-run with the same campaign therefore
 resumes: finished trials stay, only missing slots are added.
 
-``run_worker`` runs slots until none is left. With heartbeats (database
-storage) a worker that finds no free slot while trials still run keeps
-watching them (``fail_stale_trials`` every heartbeat interval) so that a
+``run_worker`` runs slots until none is left (``run_slots``; each slot is taken by
+``claim.SlotClaimer``, one compare-and-set, and the study's counts are read only when
+no slot is free). With heartbeats (database storage, gRPC proxy) a worker that
+finds no free slot while trials still run keeps watching them (``fail_stale_trials`` every heartbeat interval) so that a
 trial of a killed worker is retried by a live one; the pipeline's next step
 waits for every worker anyway, so the watch costs no wall-clock time.
 """
@@ -15,8 +16,7 @@ waits for every worker anyway, so the watch costs no wall-clock time.
 from __future__ import annotations
 
 import logging
-import os
-import socket
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +26,7 @@ import optuna
 from driftlab.errors import DriftlabError
 from driftlab.config import ExperimentConfig
 from driftlab.tuning import budget as slots
+from driftlab.tuning.claim import SlotClaimer, SlotStudy, worker_attrs
 from driftlab.tuning.search import make_pruner, make_sampler
 from driftlab.tuning.budget import fail_stale_trials, has_heartbeat
 from driftlab.tuning.storage import NoFreeSlot, storage_for
@@ -75,26 +76,27 @@ def create_study(config: ExperimentConfig, campaign: str) -> str:
     return name
 
 
-def load_study(config: ExperimentConfig, campaign: str, worker_index: int = 0) -> optuna.Study:
-    """Load the study a worker optimizes; a clear error if ``create_study`` never ran."""
+def load_study(config: ExperimentConfig, campaign: str, worker_index: int = 0) -> SlotStudy:
+    """Load the study worker ``worker_index`` optimizes; a clear error if ``create_study`` never ran.
+
+    Its ``ask`` takes a slot (``claim``): worker ``worker_index``'s lane of ``tuning.workers``,
+    recording the worker, host and process on the trial.
+    """
     name = study_name(config, campaign)
     storage = storage_for(config)
+    claimer = SlotClaimer(worker_index, config.tuning.workers, worker_attrs(worker_index))
     try:
-        return optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(config, worker_index),
-                                 pruner=make_pruner(config))
+        return SlotStudy(study_name=name, storage=storage, claimer=claimer,
+                         sampler=make_sampler(config, worker_index), pruner=make_pruner(config))
     except KeyError:
         raise TuningError(f"study '{name}' does not exist; the prepare stage creates it "
                           "(run the pipeline, or call driftlab.tuning.create_study first)") from None
 
 
-def guarded(objective: Objective, worker_index: int) -> Objective:
-    """Wrap ``objective`` so that a trial records who ran it and, if it raises, why."""
-    host = socket.gethostname()
+def guarded(objective: Objective) -> Objective:
+    """Wrap ``objective`` so that a trial that raises records why (who ran it is recorded by the claim)."""
 
     def run(trial: optuna.Trial) -> float:
-        trial.set_user_attr("worker", worker_index)
-        trial.set_user_attr("host", host)
-        trial.set_user_attr("pid", os.getpid())
         try:
             return objective(trial)
         except optuna.TrialPruned:
@@ -125,18 +127,39 @@ def run_worker(config: ExperimentConfig, campaign: str, worker_index: int, objec
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_study(config, campaign, worker_index)
-    budget = slots.effective_budget(config)
-    watch = has_heartbeat(study._storage)
     poll = poll_seconds if poll_seconds is not None else float(config.tuning.heartbeat_seconds)
-    run = guarded(objective, worker_index)
+    return run_slots(study, guarded(objective), slots.effective_budget(config), max_trials=max_trials,
+                     poll_seconds=poll)
+
+
+def run_slots(study: optuna.Study, objective: Objective, budget: int, *, max_trials: int | None,
+              poll_seconds: float) -> int:
+    """``run_worker``'s loop on an open study: run free slots, then watch others' trials until the budget is met.
+
+    A trial that may have failed (it raised, was pruned or returned no finite value) is read back
+    once, and gives its slot back if it is FAIL; a trial that returned a value costs no read.
+    """
+    watch = has_heartbeat(study._storage)
     ran = 0
+    last: dict[str, Any] = {}
+
+    def tracked(trial: optuna.Trial) -> float:
+        last.update(trial_id=trial._trial_id, clean=False)
+        value = objective(trial)
+        last["clean"] = isinstance(value, (int, float)) and math.isfinite(value)
+        return value
+
     while max_trials is None or ran < max_trials:
+        last.clear()
         try:
-            study.optimize(run, n_trials=1, catch=(Exception,), callbacks=[slots.replace_failed])
-            ran += 1
-            continue
+            study.optimize(tracked, n_trials=1, catch=(Exception,))
         except NoFreeSlot:
             pass
+        else:
+            ran += 1
+            if not last.get("clean", True):
+                slots.replace_failed(study, study._storage.get_trial(last["trial_id"]))
+            continue
         state = slots.counts(study)
         if state.waiting:
             continue  # a slot came back (a retry) after our pop found none
@@ -148,7 +171,7 @@ def run_worker(config: ExperimentConfig, campaign: str, worker_index: int, objec
             break
         if not watch:
             break  # no heartbeat to tell a dead worker from a slow one: the re-run reclaims it
-        time.sleep(poll)
+        time.sleep(poll_seconds)
         fail_stale_trials(study)
     return ran
 

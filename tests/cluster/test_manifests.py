@@ -37,6 +37,8 @@ DOCKER = ROOT / "docker"
 K8S_VERSION = "1.30.0"
 PLACEHOLDER = "CHANGE_ME"
 PIPELINE_LABELS = {"app.kubernetes.io/part-of": "driftlab", "driftlab/role": "pipeline"}
+STUDY_PROXY_LABELS = {"app.kubernetes.io/name": "driftlab-study-proxy", "app.kubernetes.io/component": "study-proxy"}
+STUDY_PROXY_PORT = 13000
 POD_SPEC_PATHS = {  # kind -> keys leading to the PodSpec
     "Pod": ("spec",),
     "Deployment": ("spec", "template", "spec"),
@@ -167,7 +169,7 @@ def _submitter_env(docs: list[dict]) -> dict:
 # --- layout: components composed into installs, overlays on an install ------------------
 
 def test_expected_installs_and_overlays_exist():
-    assert {"core", "postgres", "scheduled-submit"} <= set(COMPONENTS), COMPONENTS
+    assert {"core", "postgres", "scheduled-submit", "study-proxy"} <= set(COMPONENTS), COMPONENTS
     assert {"installs/in-cluster-db", "installs/external-db",
             "overlays/gke", "overlays/eks", "overlays/local-kind"} <= set(TARGETS), TARGETS
     assert not (MANIFESTS / "base" / "kustomization.yaml").exists(), "base/ became components/ + installs/"
@@ -193,7 +195,7 @@ def test_installs_compose_components(install):
     assert spec["namespace"] == "driftlab"
     assert "resources" not in spec, "an install only composes components"
     assert spec["components"] and all(c.startswith("../../components/") for c in spec["components"])
-    expected = {"core", "scheduled-submit"} | (set() if f"installs/{install}" in EXTERNAL_DB_TARGETS
+    expected = {"core", "scheduled-submit", "study-proxy"} | (set() if f"installs/{install}" in EXTERNAL_DB_TARGETS
                                                else {"postgres"})
     assert {c.rsplit("/", 1)[1] for c in spec["components"]} == expected
 
@@ -431,7 +433,8 @@ def test_network_policy_admits_only_pipeline_pods_to_postgres(rendered, target):
         assert rule.get("from"), "a rule without 'from' admits every pod"
         for peer in rule["from"]:
             assert set(peer) == {"podSelector"}, f"only pod selectors in this namespace: {peer}"
-            assert peer["podSelector"] == {"matchLabels": PIPELINE_LABELS}, peer
+            assert peer["podSelector"] in ({"matchLabels": PIPELINE_LABELS}, {"matchLabels": STUDY_PROXY_LABELS}), peer
+        assert {"matchLabels": PIPELINE_LABELS} in [peer["podSelector"] for peer in rule["from"]]
     # The policy only means something if other driftlab pods do not carry the pipeline label.
     for where, spec in _pod_specs(docs):
         labels = _dig(next(d for d in docs if f"{d['kind']}/{d['metadata']['name']}" == where),
@@ -472,6 +475,43 @@ def test_postgres_statefulset_is_production_shaped(rendered, target):
     assert env["PGDATA"]["value"].startswith(mount["mountPath"].rstrip("/") + "/")
     assert postgres["spec"]["serviceName"] in {d["metadata"]["name"] for d in rendered[target]
                                               if d["kind"] == "Service" and d["spec"].get("clusterIP") == "None"}
+
+
+# --- the study proxy (Optuna's gRPC storage proxy) -------------------------------------------
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_study_proxy_serves_only_pipeline_pods_and_alone_holds_the_database_url(rendered, target):
+    docs = rendered[target]
+    deployment = _one(docs, "Deployment", "driftlab-study-proxy")
+    pod = deployment["spec"]["template"]
+    assert pod["metadata"]["labels"].get("driftlab/role") != "pipeline"  # not admitted where pipeline pods are
+    assert _selects(deployment["spec"]["selector"], pod["metadata"]["labels"])
+    (container,) = pod["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "driftlab.tuning.proxy"]
+    assert container["args"][container["args"].index("--port") + 1] == str(STUDY_PROXY_PORT)
+    env = {e["name"]: e for e in container["env"]}
+    assert env["DRIFTLAB_DB_URL"]["valueFrom"]["secretKeyRef"] == {"name": "driftlab-db", "key": "DRIFTLAB_DB_URL"}
+    assert container["readinessProbe"]["tcpSocket"]["port"] == "grpc"
+    assert [p["containerPort"] for p in container["ports"] if p["name"] == "grpc"] == [STUDY_PROXY_PORT]
+    service = _one(docs, "Service", "driftlab-study-proxy")
+    assert _selects({"matchLabels": service["spec"]["selector"]}, pod["metadata"]["labels"])
+    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(STUDY_PROXY_PORT, "grpc")]
+    policies = [p for p in docs if p["kind"] == "NetworkPolicy" and _selects(p["spec"]["podSelector"],
+                                                                               pod["metadata"]["labels"])]
+    assert len(policies) == 1 and policies[0]["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policies[0]["spec"]["ingress"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": PIPELINE_LABELS}}]
+    assert rule["ports"] == [{"protocol": "TCP", "port": STUDY_PROXY_PORT}]
+
+
+@pytest.mark.parametrize("target", IN_CLUSTER_DB_TARGETS)
+def test_study_proxy_is_admitted_to_postgres(rendered, target):
+    docs = rendered[target]
+    postgres_labels = _one(docs, "StatefulSet", "driftlab-postgres")["spec"]["template"]["metadata"]["labels"]
+    (policy,) = [p for p in docs if p["kind"] == "NetworkPolicy" and _selects(p["spec"]["podSelector"],
+                                                                               postgres_labels)]
+    peers = [peer["podSelector"] for rule in policy["spec"]["ingress"] for peer in rule["from"]]
+    assert {"matchLabels": STUDY_PROXY_LABELS} in peers
 
 
 # --- secrets and the database URL -------------------------------------------------------

@@ -195,7 +195,7 @@ def test_training_tasks_retry_with_backoff_and_loops_are_limited(spec):
     loops = {t["taskInfo"]["name"]: t for comp in spec["components"].values()
              for t in comp.get("dag", {}).get("tasks", {}).values() if "parameterIterator" in t}
     assert {name: t["iteratorPolicy"]["parallelismLimit"] for name, t in loops.items()} == {
-        "tune-workers": 4, "node-pools": 4}
+        "tune-workers": 4, "seed-shards": 8, "node-pools": 4}
 
 
 def test_exit_handler_records_the_outcome_whatever_it_was(spec):
@@ -207,8 +207,14 @@ def test_exit_handler_records_the_outcome_whatever_it_was(spec):
     assert outcome["inputs"]["parameters"]["status"] == {"taskFinalStatus": {"producerTask": "exit-handler-1"}}
     # Everything else runs inside the handled body.
     inside = spec["components"]["comp-exit-handler-1"]["dag"]["tasks"]
-    assert {"prepare", "select-best", "retrain-across-seeds", "plan-nodes", "aggregate-drift",
-            "check-gate"} <= set(inside)
+    names = {t["taskInfo"]["name"] for t in inside.values()}
+    assert {"prepare", "select-best", "plan-seeds", "seed-shards", "plan-nodes", "node-pools",
+            "aggregate-drift", "check-gate"} <= names
+    # The training stages run inside their loops, one Pod per shard or pool item.
+    loops = {t["taskInfo"]["name"]: spec["components"][t["componentRef"]["name"]]["dag"]["tasks"]
+             for t in inside.values() if "parameterIterator" in t}
+    assert "retrain-across-seeds" in loops["seed-shards"]
+    assert "retrain-across-nodes" in loops["node-pools"]
 
 
 def test_kfp_compiler_still_rejects_loop_item_fields_in_pod_settings():

@@ -11,10 +11,13 @@ import argparse
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import optuna
 
@@ -89,6 +92,38 @@ def finish(procs: list[subprocess.Popen], timeout: float = 240) -> list[dict]:
         assert p.returncode == 0, f"worker exited {p.returncode}: {out}"
         results.append(json.loads(out.strip().splitlines()[-1]))
     return results
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def study_proxy(db_url: str, log_path: Path, *, threads: int = 8) -> Iterator[str]:
+    """driftlab's gRPC storage proxy (``python -m driftlab.tuning.proxy``) in front of ``db_url``.
+
+    Yields its address (``127.0.0.1:PORT``) once it answers; stops it afterwards.
+    """
+    from driftlab import settings
+    from driftlab.tuning.grpc_storage import SlotGrpcStorage
+
+    port = free_port()
+    env = {**os.environ, settings.DB_URL.name: db_url}
+    env.pop(settings.STUDY_GRPC.name, None)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "driftlab.tuning.proxy", "--host", "127.0.0.1",
+                                 "--port", str(port), "--threads", str(threads)], env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        probe = SlotGrpcStorage(host="127.0.0.1", port=port, heartbeat_seconds=1, stale_callback=None)
+        probe.wait_server_ready(timeout=60)
+        probe.close()
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def main() -> None:
