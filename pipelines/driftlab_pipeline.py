@@ -86,7 +86,8 @@ def build_pipeline(*, registry: str = DEFAULT_REGISTRY, retries: int = CLUSTER_R
 
             with dsl.ParallelFor(plan.output, parallelism=TUNE_PARALLELISM, name="tune-workers") as worker:
                 tuner = tune(config_yaml=config_yaml, campaign=campaign, worker_index=worker)
-                on_pool(pod.cluster_task(tuner, database=True), config_yaml, "", "reference")
+                # Trials run user code: the study is reached through the proxy, no Secret in the Pod.
+                on_pool(pod.use_study_proxy(pod.cluster_task(tuner, database=False)), config_yaml, "", "reference")
 
             best = small(select_best(config_yaml=config_yaml, campaign=campaign,
                                      trials_per_worker=dsl.Collected(tuner.output)), database=True)

@@ -40,6 +40,9 @@ DB_SECRET = "driftlab-db"
 DB_URL_ENV = settings.DB_URL.name
 POD_LABELS = {"app.kubernetes.io/part-of": "driftlab", "driftlab/role": "pipeline"}
 WHERE_ANNOTATION = "driftlab/where"
+#: The study-proxy Service (manifests/components/study-proxy): Optuna's gRPC storage proxy.
+STUDY_PROXY_ADDRESS = "driftlab-study-proxy:13000"
+STUDY_PROXY_ANNOTATION = "driftlab/study-proxy"
 
 
 def mark_cluster(task: dsl.PipelineTask) -> dsl.PipelineTask:
@@ -58,6 +61,29 @@ def mark_cluster(task: dsl.PipelineTask) -> dsl.PipelineTask:
     """
     kubernetes.add_pod_annotation(task, WHERE_ANNOTATION, "cluster")
     kubernetes.use_field_path_as_env(task, settings.WHERE.name, f"metadata.annotations['{WHERE_ANNOTATION}']")
+    return task
+
+
+def use_study_proxy(task: dsl.PipelineTask, address: str = STUDY_PROXY_ADDRESS) -> dsl.PipelineTask:
+    """Reach the Optuna study through the study-proxy Service instead of the database.
+
+    A tune task trains the user's model in its Pod; given the database Secret, the URL would
+    sit in the environment the container started with (``/proc/1/environ``), where any code of
+    the same user reads it. Through the proxy the Pod holds no credential at all
+    (``DRIFTLAB_STUDY_GRPC``), and the study stays one shared study in PostgreSQL. Like
+    ``mark_cluster``, the address travels as a Pod annotation read through the downward API,
+    so ``kfp.local`` (which applies a container's env) keeps its journal file.
+
+    Args:
+        task: Pipeline task.
+        address: ``host:port`` of the proxy.
+
+    Returns:
+        The task.
+    """
+    kubernetes.add_pod_annotation(task, STUDY_PROXY_ANNOTATION, address)
+    kubernetes.use_field_path_as_env(task, settings.STUDY_GRPC.name,
+                                     f"metadata.annotations['{STUDY_PROXY_ANNOTATION}']")
     return task
 
 

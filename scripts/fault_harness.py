@@ -27,7 +27,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 MINE = ["tests/reliability/test_fault_database.py", "tests/reliability/test_fault_concurrency.py", "tests/reliability/test_fault_runs.py",
-        "tests/reliability/test_fault_store.py", "tests/reliability/test_bad_input.py", "tests/reliability/test_security.py"]
+        "tests/reliability/test_fault_store.py", "tests/reliability/test_bad_input.py", "tests/reliability/test_security.py",
+        # issue 14: secrets from user code, bounded inputs, validate before run, collisions, abandoned runs, hangs
+        "tests/reliability/test_user_code_secrets.py", "tests/reliability/test_input_limits.py",
+        "tests/reliability/test_preflight.py", "tests/reliability/test_local_collisions.py",
+        "tests/storage/test_abandoned.py", "tests/runs/test_run_timeout.py"]
 #: Fault tests owned by other parts: (test node id, a part of its parameter id or "", the fault it injects).
 REFERENCED = [
     ("tests/reliability/test_resume.py::test_interrupted_stage_resumes_with_every_run_recorded_once", "sigint",

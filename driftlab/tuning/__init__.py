@@ -7,7 +7,7 @@ On a cluster the storage is the PostgreSQL database in ``DRIFTLAB_DB_URL``
 with heartbeats, stale-trial retry and retried connections; locally it is
 Optuna's journal file; or Optuna's gRPC storage proxy in front of the database
 (``DRIFTLAB_STUDY_GRPC``), so tune workers hold no database password. Modules:
-``storage`` (where), ``grpc_storage`` and ``proxy`` (the gRPC client and server),
+``storage`` (where), ``slots`` (what every storage shares), ``grpc_storage`` and ``proxy`` (the gRPC client and server),
 ``budget`` (the slot scheme and why), ``claim`` (taking a slot at plain Optuna's
 cost), ``search`` (space, samplers, pruners), ``study``
 (lifecycle, workers), ``results`` (what retraining gets), ``existing``

@@ -36,7 +36,7 @@ from optuna.trial import FrozenTrial, TrialState
 from driftlab import settings
 from driftlab.errors import BadInput
 from driftlab.storage.db import STUDY, DatabaseUnreachable, retry_window
-from driftlab.tuning.storage import GRACE_HEARTBEATS, NoFreeSlot, StalePacer
+from driftlab.tuning.slots import GRACE_HEARTBEATS, NoFreeSlot, StalePacer
 
 log = logging.getLogger(__name__)
 

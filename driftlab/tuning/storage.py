@@ -35,8 +35,6 @@ import datetime as _dt
 import functools
 import json
 import logging
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -53,38 +51,14 @@ from driftlab.storage.db import (  # noqa: F401  (POOL_SIZE: re-exported, tests 
     JOURNAL_SCHEME, POOL_SIZE, STUDY, database_url, engine_kwargs, local_path, normalize_url, retrying, safe_url)
 from driftlab.tuning.budget import SlotKeepingRetry
 from driftlab.tuning.commands import StorageRef
+from driftlab.tuning.slots import GRACE_HEARTBEATS, NoFreeSlot, StalePacer  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Grace before a silent trial is declared dead, in heartbeat intervals.
-GRACE_HEARTBEATS = 3
-
-
-class NoFreeSlot(Exception):
-    """Raised instead of creating a trial beyond the budget (see ``budget``)."""
-
-
 def _utc_now() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
-
-
-class StalePacer:
-    """Says a stale-trial check is due at most once per ``seconds`` (the first one is)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def due(self) -> bool:
-        with self._lock:
-            now = time.monotonic()
-            if now < self._next:
-                return False
-            self._next = now + self.seconds
-            return True
 
 
 def _study_retrying(storage: RDBStorage, call: Callable[[], T], what: str) -> T:

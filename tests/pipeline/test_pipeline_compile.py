@@ -22,7 +22,7 @@ KFP_CLI = Path(sys.executable).with_name("kfp")
 # Changes with the kfp release only; everything else must match byte for byte once parsed.
 VOLATILE = ("sdkVersion",)
 TRAINING_TASKS = ("tune", "retrain-across-seeds", "retrain-top-k", "retrain-across-nodes")
-DATABASE_TASKS = ("prepare", "tune", "select-best", "retrain-across-seeds", "retrain-top-k", "retrain-across-nodes",
+DATABASE_TASKS = ("prepare", "select-best", "retrain-across-seeds", "retrain-top-k", "retrain-across-nodes",
                   "aggregate-drift", "record-outcome")
 # user:password@ in a URL, a password assignment, or a libpq password parameter.
 CREDENTIAL = re.compile(r"://[^/\s'\"]+:[^@\s'\"]+@|password\s*[=:]\s*\S|PGPASSWORD", re.IGNORECASE)
@@ -155,7 +155,8 @@ def test_every_task_is_a_labelled_cluster_pod_without_cache(spec, executors):
     for name, executor in executors.items():
         assert executor["podMetadata"]["labels"] == {"app.kubernetes.io/part-of": "driftlab",
                                                      "driftlab/role": "pipeline"}, name
-        assert executor["podMetadata"]["annotations"] == {"driftlab/where": "cluster"}, name
+        assert executor["podMetadata"]["annotations"]["driftlab/where"] == "cluster", name
+        assert set(executor["podMetadata"]["annotations"]) <= {"driftlab/where", "driftlab/study-proxy"}, name
         assert {"fieldPath": "metadata.annotations['driftlab/where']", "name": "DRIFTLAB_WHERE"} \
             in executor["fieldPathAsEnv"], name
     # The marker must not be a plain env value: kfp.local applies those, and a local run would think it
@@ -177,6 +178,20 @@ def test_database_url_only_from_the_secret_and_only_where_used(spec, executors):
             assert secrets == [], f"{task} does not use the database and must not see its URL"
     for name, executor in spec["deploymentSpec"]["executors"].items():
         assert all(e["name"] != "DRIFTLAB_DB_URL" for e in executor["container"].get("env", [])), name
+
+
+def test_tune_pods_reach_the_study_through_the_proxy_and_hold_no_credential(spec, executors):
+    """Trials train user code: the tune Pod gets the proxy's address, never the database Secret."""
+    tune = executors["exec-tune"]
+    assert tune.get("secretAsEnv", []) == []
+    assert {"fieldPath": "metadata.annotations['driftlab/study-proxy']", "name": "DRIFTLAB_STUDY_GRPC"} \
+        in tune["fieldPathAsEnv"]
+    assert tune["podMetadata"]["annotations"]["driftlab/study-proxy"] == "driftlab-study-proxy:13000"
+    # Not a plain env value: kfp.local would apply it and look for a proxy that is not there.
+    env = {e["name"] for e in spec["deploymentSpec"]["executors"]["exec-tune"]["container"].get("env", [])}
+    assert "DRIFTLAB_STUDY_GRPC" not in env
+    # Control: the retrain Pods write run records and do get the Secret.
+    assert executors["exec-retrain-across-seeds"]["secretAsEnv"]
 
 
 def test_compiled_yaml_contains_no_credential(compiled):
