@@ -8,6 +8,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 CONFIG ?= examples/quickstart.yaml
 PYTEST_ARGS ?=
+# Two test processes: a pipeline test keeps about one core busy (kfp.local tasks start one after
+# another), so two of them fill a 2-core machine. `make test PYTEST_JOBS=0` runs in one process.
+PYTEST_JOBS ?= 2
+PYTEST_XDIST := $(if $(filter 0,$(PYTEST_JOBS)),-p no:xdist,-n $(PYTEST_JOBS) --dist worksteal)
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -26,10 +30,10 @@ demo: $(STAMP)
 	$(VENV)/bin/driftlab run $(CONFIG)
 
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_XDIST) -m "not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -160,11 +160,31 @@ def _not_utf8(path: Path) -> str:
             "(e.g. iconv -f latin1 -t utf-8, or pandas: df.to_csv(path, encoding='utf-8'))")
 
 
+def _long_field_column(path: Path) -> str:
+    """``, column 'NAME'`` of the first field over the csv module's limit (read again: only on this error)."""
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, inputs.byte_limit(settings.MAX_DATA_BYTES)))
+    try:
+        with io.TextIOWrapper(inputs.open_bounded(path, settings.MAX_DATA_BYTES, "dataset.path"),
+                              encoding="utf-8-sig", newline="") as fh:
+            header: list[str] = []
+            for row in csv.reader(fh):
+                for i, value in enumerate(row):
+                    if len(value) > limit:
+                        return f", column '{header[i]}'" if i < len(header) else f", column {i + 1}"
+                header = header or [h.strip() for h in row]
+    except (OSError, ValueError, csv.Error, inputs.FileRefused):
+        pass  # the first error already says what is wrong; the column is a courtesy
+    finally:
+        csv.field_size_limit(limit)
+    return ""
+
+
 def _not_csv(path: Path, lineno: int, exc: Exception) -> str:
     if "field limit" in str(exc):
-        return (f"dataset.path: '{path}' line {lineno} has a field longer than 128 KiB (the csv module's field "
-                "limit); a number is never that long: a quote is probably left open (a field that starts with "
-                "'\"' must end with '\"'), or the file is not comma-separated; fix the file")
+        return (f"dataset.path: '{path}' line {lineno}{_long_field_column(path)} has a field longer than 128 KiB "
+                "(the csv module's field limit); a number is never that long: a quote is probably left open (a "
+                "field that starts with '\"' must end with '\"'), or the file is not comma-separated; fix the file")
     return f"dataset.path: '{path}' line {lineno} is not valid CSV ({exc}); fix the file"
 
 

@@ -280,7 +280,7 @@ def bad_data_files(folder: Path) -> list[tuple[str, Path, tuple[str, ...]]]:
     csv("latin1.csv", "city,label\n".encode() + "Zürich,1\n".encode("latin-1") * 30,
         "not UTF-8", "line 2", "column 'city'", "save it as UTF-8")
     csv("long-field.csv", b"a,label\n1,0\n\"" + b"9" * 140_000 + b"\",1\n" + b"2,1\n" * 30,
-        "line 3", "128 KiB", "quote")
+        "line 3", "column 'a'", "128 KiB", "quote")
     csv("nul.csv", b"a,label\n" + b"1,0\n" * 20 + b"2,1\x00\n" + b"3,1\n" * 10, "line 22", "NUL", "label")
     csv("utf16.csv", "a,label\n1,0\n".encode("utf-16"), "not UTF-8", "line 1", "save it as UTF-8")
     npz("x-strings.npz", "array 'x'", "np.asarray(x, dtype='float32')", x=np.array([["a", "b"]] * 30), y=rows)

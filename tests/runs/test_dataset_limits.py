@@ -65,7 +65,7 @@ def test_a_utf8_bom_is_dropped(tmp_path):
 def test_a_field_over_the_csv_limit_is_refused_one_at_the_limit_is_read(tmp_path):
     limit = csv.field_size_limit()
     over = _csv(tmp_path, b"a,label\n1,0\n\"" + b"9" * (limit + 1) + b"\",1\n" + ROWS)
-    with pytest.raises(DatasetError, match=r"line 3 has a field longer than 128 KiB.*quote is probably left open"):
+    with pytest.raises(DatasetError, match=r"line 3, column 'a' has a field longer than 128 KiB.*quote is probably left open"):
         make_split(over, 0)
     at = _csv(tmp_path, b"a,label\n\"0." + b"0" * (limit - 3) + b"1\",1\n" + ROWS)
     assert make_split(at, 0).n_features == 1

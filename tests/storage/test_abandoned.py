@@ -235,7 +235,9 @@ def _env(database_url: str, **extra: str) -> dict[str, str]:
     return {**env, "DRIFTLAB_DB_URL": database_url, "DRIFTLAB_JOBS": "1", **extra}
 
 
+# End to end on the local default (SQLite); the marking itself runs on both storages above.
 @pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_killed_run_is_abandoned_by_the_next_run_which_finishes(database_url, tmp_path, request, monkeypatch,
                                                                  capsys):
     row = figure(request, "`driftlab run` SIGKILLed mid-run: the next run marks it abandoned", cases=1)
