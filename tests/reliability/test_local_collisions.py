@@ -2,8 +2,8 @@
 
 Real processes throughout: the collision-prone phase (the real CLI on a fresh
 folder: database, campaign check, execution row, report folder, log, temporary
-folder, Optuna journal and study, the first and the last task) 8 times (before
-the fix, 2 of 12 tries failed: 8 tries catch that rate about 3 times in 4), and the whole
+folder, Optuna journal and study, the first and the last task) 20 times (before
+the fix, 2 of 12 tries failed: 20 tries catch that rate 97 times in 100), and the whole
 pipeline once (a full pair takes about 30-90 s on 2 cores). kfp.local leaves one ``tmp.*`` folder per task in
 ``$TMPDIR``; the control runs kfp.local bare to show it does, and a real
 ``driftlab run`` in a private ``TMPDIR`` leaves none.
@@ -30,7 +30,7 @@ from support.faults import figure
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 600
-PHASE_TRIES = 8
+PHASE_TRIES = 20
 FULL_PAIRS = 1
 
 SMALLEST = """\
