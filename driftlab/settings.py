@@ -85,6 +85,8 @@ LOG_DIR = Setting("DRIFTLAB_LOG_DIR", "folder of the run's log and its workers' 
 LOG_FILE = Setting("DRIFTLAB_LOG_FILE", "the run's full log, named after failures", None, RUN_TASKS)
 SECRET_FD = Setting("DRIFTLAB_SECRET_FD", "a pipe the task reads its database credentials from (they never "
                     "travel in a task's environment locally)", None, RUN_TASKS)
+WORKER_DEPOT = Setting("DRIFTLAB_WORKER_DEPOT", "the socket of the run's warm training workers, lent to its "
+                      "tasks across stages (`driftlab run` only)", None, RUN_TASKS)
 QUIET = Setting("DRIFTLAB_QUIET", "1: plain progress lines instead of bars", None, RUN_TASKS)
 DB_WAIT_AT_OPEN = Setting("DRIFTLAB_DB_WAIT_AT_OPEN", "1: opening the database waits out an outage "
                           "(it was reachable when the run started)", None, RUN_TASKS)
@@ -97,6 +99,8 @@ NODE_POOL = Setting("DRIFTLAB_NODE_POOL", "the node pool, recorded in the finger
 POD_NAME = Setting("DRIFTLAB_POD_NAME", "a training Pod's name (downward API), for the fingerprint", None, PROCESS)
 POD_NAMESPACE = Setting("DRIFTLAB_POD_NAMESPACE", "a training Pod's namespace (downward API), for the fingerprint",
                         None, PROCESS)
+BUILD_CHECK = Setting("DRIFTLAB_BUILD_CHECK", "1 while the model is built once on a dummy batch to check it "
+                     "(`validate`, `run`), unset in training: a builder may skip costly work then", None, PROCESS)
 PROFILE = Setting("DRIFTLAB_PROFILE", "the profile a worker process trains on", None, PROCESS)
 PROFILE_KIND = Setting("DRIFTLAB_PROFILE_KIND", "cpu or gpu: the kind of the worker's profile", None, PROCESS)
 NODE_SELECTOR = Setting("DRIFTLAB_NODE_SELECTOR", "the worker's profile's node selector (JSON)", None, PROCESS)

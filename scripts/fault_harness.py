@@ -48,6 +48,16 @@ REFERENCED = [
      "dead local tune worker: trial reclaimed on re-run"),
     ("tests/config/test_seedplan.py::test_shards_partition_the_plan", "",
      "shards partition the plan (a retried pod redoes only its shard)"),
+    ("tests/pipeline/test_shards.py::test_two_shards_per_stage_record_every_run_once_and_report_the_same", "",
+     "`driftlab run` with 2 shards per stage: every planned run recorded once, report equal to unsharded"),
+    ("tests/storage/test_db.py::test_safe_url_masks_every_credential_form", "",
+     "DB password in every form libpq/SQLAlchemy accept (userinfo, ?password=, DSN password=) masked where shown"),
+    ("tests/storage/test_db.py::test_safe_url_never_shows_the_password_of_a_malformed_url", "",
+     "DB password in a malformed URL masked where shown"),
+    ("tests/tuning/test_tune_tasks.py::test_local_tasks_cover_every_worker_once", "",
+     "`tuning.workers` above 2 locally: every worker index runs once across kfp.local's 2 tasks"),
+    ("tests/tuning/test_tune_tasks.py::test_three_workers_run_at_once_on_two_local_tasks", "",
+     "`tuning.workers` above 2 locally: every worker index runs once across kfp.local's 2 tasks"),
 ]
 FIGURE = "reliability"
 BEGIN, END = "<!-- fault-harness:begin -->", "<!-- fault-harness:end -->"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import re
 import sys
@@ -53,13 +55,14 @@ def _home(config, given: str | None) -> tuple[Path, str]:
 
 
 def _check_without_training(config, text: str, source: str, home: Path, home_field: str, campaign: str | None,
-                            split):
+                            split, profile=None):
     """What validate and run refuse before anything is written: task arguments, folders, model, memory."""
     from driftlab.launch import task_args
     from driftlab.runs import preflight
 
     task_args.check(config, text, home=home, campaign=campaign, source=source, home_field=home_field)
-    return preflight.check(config, home=home, home_field=home_field, campaign=campaign, split=split)
+    return preflight.check(config, home=home, home_field=home_field, campaign=campaign, split=split,
+                           profile=profile)
 
 
 def cmd_validate(args) -> int:
@@ -103,10 +106,38 @@ def cmd_run(args) -> int:
     config = load_config_text(text, args.config)
     profiles, total, split = _preflight(config)
     home, home_field = _home(config, args.home)
-    # Everything knowable without training is refused here, before the home folder or a database row exists.
-    _check_without_training(config, text, args.config, home, home_field, args.campaign or "default", split)
     if args.jobs:
         os.environ[settings.JOBS.name] = str(args.jobs)
+    with _warm_workers(profiles.reference):
+        # Everything knowable without training is refused here, before the home folder or a database row exists.
+        _check_without_training(config, text, args.config, home, home_field, args.campaign or "default", split,
+                                profile=profiles.reference)
+        return _run_checked(args, config, text, profiles, total, home)
+
+
+@contextlib.contextmanager
+def _warm_workers(reference):
+    """The run's worker depot (``runs.depot``), warming the reference profile's workers from the start.
+
+    They import TensorFlow while the experiment is checked (the build check then runs in the
+    first of them) and the first pipeline tasks train on them.
+    """
+    from driftlab import stages
+    from driftlab.runs import depot
+    from driftlab.runs.executor import available_cpus, worker_env
+
+    cores = available_cpus()
+    with depot.serving(max_idle=cores) as lender:
+        for index in range(min(cores, stages.default_jobs(reference))):
+            lender.prewarm(worker_env(reference, index))
+        yield lender
+
+
+def _run_checked(args, config, text: str, profiles, total: int, home: Path) -> int:
+    from driftlab.launch import local as local_run
+    from driftlab.config import canonical_json, config_hash
+    from driftlab.storage.store import Store, database_url, safe_url
+
     os.environ[settings.HOME.name] = str(home)
     campaign = args.campaign or "default"
     store = Store(database_url(config.storage.url_env, home))

@@ -144,6 +144,8 @@ def _run(config_text: str, campaign: str, home: Path, folders: RunFolders, *, ve
     from kfp import local
 
     from driftlab.launch.task_env import credentials_by_pipe
+    from driftlab.runs import depot
+    from driftlab.runs.executor import available_cpus
     from driftlab.pipelines.driftlab_pipeline import build_pipeline
 
     driftlab_pipeline = build_pipeline(retries=0)  # locally a failure is a bug to read, not to wait for
@@ -164,9 +166,13 @@ def _run(config_text: str, campaign: str, home: Path, folders: RunFolders, *, ve
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(home / "kfp"),
                raise_on_error=True)
     start = log_path.stat().st_size if log_path.exists() else 0  # this run's part of the log
-    with captured_output(log_path, verbose=verbose), credentials_by_pipe():
+    # Warm workers lent across the tasks: one TensorFlow import per profile and core, not per task.
+    with captured_output(log_path, verbose=verbose), credentials_by_pipe(), \
+            depot.serving(folders.tmp_dir, log_dir=str(log_path.parent), max_idle=available_cpus()) as lender:
         try:
             driftlab_pipeline(config_yaml=config_text, campaign=campaign)
+            print(f"[driftlab] training workers: {lender.started} started (logs: worker-*-run{os.getpid()}-*.log), "
+                  f"lent {lender.lent} time(s) across the run's checks and tasks", flush=True)
         except Exception as exc:
             kfp_line = (ANSI.sub("", str(exc)).strip().splitlines() or [type(exc).__name__])[0]
             sys.stdout.flush()

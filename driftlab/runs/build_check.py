@@ -29,6 +29,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,29 +88,33 @@ def check_builder_name(builder: str) -> None:
 
 # -- the parent side -------------------------------------------------------------------------------------------
 
-def check_builder(builder: str, shapes: Shapes, points: list[dict[str, Any]], *, build: bool = True) -> Built:
+def check_builder(builder: str, shapes: Shapes, points: list[dict[str, Any]], *, build: bool = True,
+                  in_worker: Callable[[dict[str, Any], float], dict[str, Any]] | None = None) -> Built:
     """Run the check in a child process; raise ``BuilderRefused`` with its message, else what it built.
 
     ``points``: ``{"hparams": {...}, "origin": {...}}`` each (``hparam_points.Point``). ``build=False``
     stops after the import and signature checks (an existing study's parameters are not known yet).
+    ``in_worker(request, timeout)``: answers the request elsewhere (``driftlab run`` asks a lent
+    training worker, which the first tasks then train on: one TensorFlow import less before the
+    first trial).
     """
     from driftlab.storage.secret_env import child_env
 
     check_builder_name(builder)
     timeout = float(settings.positive_int(settings.BUILD_CHECK_TIMEOUT_S.name, example=600, error=BadInput) or
                     settings.BUILD_CHECK_TIMEOUT_S.default)
-    # As a worker's: no database credential; no GPU (a model is built, not trained); no .pyc left behind.
-    env = {**child_env(), "CUDA_VISIBLE_DEVICES": "-1", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1",
-           "PYTHONDONTWRITEBYTECODE": "1"}
     request = {"builder": builder, "input_shape": list(shapes.input_shape), "task": shapes.task,
                "n_classes": shapes.n_classes, "points": points, "build": build}
+    if in_worker is not None:  # driftlab run: in a lent training worker (``preflight.check_in_worker``)
+        return result_of(builder, in_worker(request, timeout))
+    # As a worker's: no database credential; no GPU (a model is built, not trained); no .pyc left behind.
+    env = {**child_env(), "CUDA_VISIBLE_DEVICES": "-1", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1",
+           "PYTHONDONTWRITEBYTECODE": "1", settings.BUILD_CHECK.name: "1"}
     try:
         proc = subprocess.run([sys.executable, "-m", "driftlab.runs.build_check"], input=json.dumps(request),
                               capture_output=True, text=True, env=env, cwd=os.getcwd(), timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise BuilderRefused(f"model.builder: importing and building '{builder}' once took longer than "
-                             f"{timeout:.0f} s; make the builder faster, or raise "
-                             f"{settings.BUILD_CHECK_TIMEOUT_S.name}") from None
+        raise timed_out(builder, timeout) from None
     answer = next((line[len(_MARK):] for line in reversed(proc.stdout.splitlines()) if line.startswith(_MARK)), None)
     if answer is None:
         tail = " | ".join(line.strip() for line in proc.stderr.strip().splitlines()[-3:]) or "no output"
@@ -117,7 +122,18 @@ def check_builder(builder: str, shapes: Shapes, points: list[dict[str, Any]], *,
         hint = " (out of memory?)" if proc.returncode == -9 else ""
         raise BuilderRefused(f"model.builder: the process building '{builder}' once {how}{hint} before answering: "
                              f"{tail[-600:]}")
-    result = json.loads(answer)
+    return result_of(builder, json.loads(answer))
+
+
+def timed_out(builder: str, timeout: float) -> BuilderRefused:
+    return BuilderRefused(f"model.builder: importing and building '{builder}' once took longer than "
+                          f"{timeout:.0f} s; make the builder faster, or raise {settings.BUILD_CHECK_TIMEOUT_S.name}")
+
+
+def result_of(builder: str, result: dict[str, Any]) -> Built:
+    """What the check built, or ``BuilderRefused`` with its reason."""
+    if "crashed" in result:
+        raise BuilderRefused(f"model.builder: building '{builder}' once crashed: {result['crashed'][-600:]}")
     if "refused" in result:
         raise BuilderRefused(result["refused"])
     return Built(int(result["n_params"]), result["outputs"], int(result["points"]))

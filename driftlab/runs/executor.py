@@ -33,6 +33,7 @@ from driftlab.contracts import RunRecord
 from driftlab.errors import DriftlabError
 from driftlab.config import ProfileConfig
 from driftlab.config.profiles import PROFILE_ENV_KEYS, ProfileError, env_for
+from driftlab.runs import depot
 from driftlab.runs.spec import RunSpec
 from driftlab.runs.timeouts import RunTimeout
 from driftlab.storage.secret_env import child_env, hide_from_proc
@@ -99,13 +100,23 @@ class Worker:
 
     def __init__(self, profile: ProfileConfig, log_path: str | None = None, *, index: int = 0):
         self.profile = profile
-        self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL
-        hide_from_proc()  # user code in the worker could read this process's /proc/<pid>/environ
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "driftlab.runs.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._log, env=worker_env(profile, index), text=True, bufsize=1)
-        self.runs, self._limit = 0, 0.0
-        hello = self._read()
+        self.runs, self._limit, self._busy = 0, 0.0, False
+        self._log = subprocess.DEVNULL
+        env = worker_env(profile, index)
+        lease = depot.borrow(env)  # locally, `driftlab run` lends warm workers across its tasks
+        if lease is not None:
+            self.proc, self.warm, hello = lease, lease.warm, lease.hello
+            if "died" in hello:
+                raise WorkerDied(f"worker for profile '{profile.name}' exited with code {hello['died']} "
+                                 "before it was ready")
+        else:
+            self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+            hide_from_proc()  # user code in the worker could read this process's /proc/<pid>/environ
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "driftlab.runs.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=self._log, env=env, text=True, bufsize=1)
+            self.warm = False
+            hello = self._read()
         if "refused" in hello:
             self.close()
             raise ProfileError(hello["refused"])
@@ -140,6 +151,7 @@ class Worker:
             on_epoch: Called with (epoch, validation metrics) after each epoch; a
                 returned reason stops the run there (its record's status is ``stopped``).
         """
+        self._busy = True  # until its record is read: a worker in the middle of a run is never lent again
         self._send({"spec": spec.to_json(), "report_epochs": on_epoch is not None})
         self._limit = timeout_s or 0.0
         deadline = time.monotonic() + timeout_s if timeout_s else None
@@ -154,7 +166,21 @@ class Worker:
                 self._send({"stop": bool(reason), "reason": reason or ""})
                 continue
             self.runs += 1
+            self._busy = False
             return decode_record(message)
+
+    def check(self, request: dict[str, Any], *, timeout_s: float) -> dict[str, Any]:
+        """``build_check.answer(request)`` in this worker; kill it and raise ``RunTimedOut`` past ``timeout_s``."""
+        self._busy = True
+        self._send({"check": request})
+        self._limit = timeout_s
+        try:
+            answer = self._read(time.monotonic() + timeout_s)
+        except RunTimedOut:
+            self.kill()
+            raise
+        self._busy = False
+        return answer["check"]
 
     def kill(self) -> None:
         """Stop at once (an interrupted stage): the run in progress is abandoned."""
@@ -162,7 +188,13 @@ class Worker:
             self.proc.kill()
 
     def close(self) -> None:
-        """Let the worker finish and exit (stdin closed); kill it if it does not within 30 s."""
+        """Let the worker finish and exit (stdin closed); kill it if it does not within 30 s.
+
+        A lent worker goes back to the depot instead, unless it is in the middle of a run.
+        """
+        if isinstance(self.proc, depot.Lease):
+            self.proc.kill() if self._busy else self.proc.release()
+            return
         if self.proc.poll() is None:
             try:
                 self.proc.stdin.close()

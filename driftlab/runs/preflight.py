@@ -18,13 +18,17 @@ moments, the initial and final weights read back, the packed record), plus
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+from driftlab import settings
 from driftlab.config import ExperimentConfig
 from driftlab.config.folders import Mount, check_writable_folder, mounts
 from driftlab.errors import BadInput
-from driftlab.runs.build_check import Built, Shapes, check_builder, check_builder_name
+from driftlab.runs.build_check import (BuilderRefused, Built, Shapes, check_builder, check_builder_name,
+                                       timed_out)
 from driftlab.runs.hparam_points import Point, check_mlp, mlp_parameters, points
 
 FLOAT_BYTES = 4
@@ -156,8 +160,13 @@ def check_folders(home: Path, home_field: str, campaign: str | None) -> None:
         check_writable_folder(home / sub, home_field)
 
 
-def check(config: ExperimentConfig, *, home: Path, home_field: str, campaign: str | None, split=None) -> Checked:
-    """Every check of the module doc; raises the first refusal."""
+def check(config: ExperimentConfig, *, home: Path, home_field: str, campaign: str | None, split=None,
+          profile=None) -> Checked:
+    """Every check of the module doc; raises the first refusal.
+
+    ``profile``: under ``driftlab run`` (a worker depot serves), the model is built once in a lent
+    training worker of this profile (``check_in_worker``), else in a process of its own.
+    """
     check_folders(home, home_field, campaign)
     builder = config.model.builder
     found: list[Point] = points(config)
@@ -175,8 +184,30 @@ def check(config: ExperimentConfig, *, home: Path, home_field: str, campaign: st
         model_field = largest.field_of("units")
     check_memory(config, shapes, rows, n_params, model_field)  # before building: the mlp's size is known
     build = not (config.tuning.study and builder != "mlp")  # a user builder needs the study's parameters
-    built = check_builder(builder, shapes, [asdict(p) for p in found], build=build)
+    in_worker = functools.partial(check_in_worker, builder, profile) if profile and settings.WORKER_DEPOT.raw() \
+        else None
+    built = check_builder(builder, shapes, [asdict(p) for p in found], build=build, in_worker=in_worker)
     total = check_memory(config, shapes, rows, max(n_params, built.n_params), model_field)
     available, where = available_memory()
     return Checked(shapes, rows, built, total, available, where)
 
+
+
+def check_in_worker(builder: str, profile, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """``build_check``'s answer from a training worker of ``profile`` (lent by the run's depot, then kept warm)."""
+    from driftlab.runs.executor import RunTimedOut, Worker, WorkerDied
+
+    try:
+        worker = Worker(profile)
+    except WorkerDied as exc:
+        raise BuilderRefused(f"model.builder: the process building '{builder}' once {exc}") from None
+    try:
+        return worker.check(request, timeout_s=timeout)
+    except RunTimedOut:
+        raise timed_out(builder, timeout) from None
+    except WorkerDied as exc:
+        hint = " (out of memory?)" if "code -9" in str(exc) else ""
+        raise BuilderRefused(f"model.builder: the process building '{builder}' once died before answering"
+                             f"{hint}: {exc}") from None
+    finally:
+        worker.close()

@@ -9,7 +9,8 @@ process's, see ``training``).
 
 The protocol is JSON lines: the worker sends ``{"ready": fingerprint}`` (or
 ``{"refused": reason}`` when this machine cannot honour the profile), then
-for each spec it reads it answers one record (a spec sent with ``report_epochs``
+for each ``{"check": request}`` it answers ``{"check": build_check.answer(request)}``
+(``driftlab run``'s build check, see ``depot``), and for each spec it reads it answers one record (a spec sent with ``report_epochs``
 first reports every epoch and waits for go or stop, see ``_epoch_reporter``).
 Anything user code prints goes
 to stderr, so the protocol channel stays clean.
@@ -135,6 +136,9 @@ def serve(stdin: TextIO, channel: TextIO) -> None:
         if not line.strip():
             continue
         message = json.loads(line)
+        if "check" in message:  # `driftlab run`'s build check, in the worker the first trials then use
+            channel.write(json.dumps({"check": _build_check(message["check"])}) + "\n")
+            continue
         spec = RunSpec.from_json(message["spec"])
         callback = _epoch_reporter(stdin, channel) if message.get("report_epochs") else None
         try:
@@ -150,6 +154,22 @@ def serve(stdin: TextIO, channel: TextIO) -> None:
                       "traceback": traceback.format_exc(limit=8)}
         record["fingerprint"] = fp
         channel.write(json.dumps(record) + "\n")
+
+
+def _build_check(request: dict[str, Any]) -> dict[str, Any]:
+    """``build_check.answer`` here; the builder's module is imported without leaving a .pyc behind."""
+    from driftlab.runs import build_check, failures
+
+    before, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # a refused experiment leaves no file
+    os.environ[settings.BUILD_CHECK.name] = "1"  # as in validate's own build-check process
+    try:
+        return build_check.answer(request)
+    except Exception as exc:  # noqa: BLE001 - what the build check's own process would die of
+        print(traceback.format_exc(), file=sys.stderr, flush=True)
+        return {"crashed": failures.describe(exc)}
+    finally:
+        sys.dont_write_bytecode = before
+        os.environ.pop(settings.BUILD_CHECK.name, None)
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,18 @@ def test_rerun_resumes_and_trains_nothing_twice(first_run):
     assert run_rows(home) == before, "a re-run of a finished campaign must not train or rewrite any run"
     log = next(iter(sorted(home.glob("logs/e2e-*.log"))[-1:]))
     assert f"{PLANNED_RUNS // 2}/{PLANNED_RUNS // 2} runs already recorded" in log.read_text()
+
+
+def test_the_run_lends_its_warm_workers_across_checks_and_tasks(first_run):
+    _, home, proc = first_run
+    log = next(iter(sorted(home.glob("logs/e2e-*.log"))[:1])).read_text()
+    found = re.search(r"training workers: (\d+) started \(logs: (\S+)\), lent (\d+) time", log)
+    assert found, log[-3000:]
+    started, pattern, lent = int(found[1]), found[2], int(found[3])
+    # cpu-default: the build check, then 2 tune workers and the seed stage's workers (without lending: 1 + 2 + 2
+    # processes importing TensorFlow); cpu-sse41: its own workers.
+    assert started < lent, (started, lent)
+    logs = list((home / "logs").glob(pattern))
+    assert len(logs) == started, "each worker started has one log"
+    assert len([p for p in logs if p.name.startswith("worker-cpu-default-")]) <= 2, [p.name for p in logs]
+    assert [p for p in logs if p.name.startswith("worker-cpu-sse41-")], "control: another profile, other workers"
