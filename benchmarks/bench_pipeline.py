@@ -6,7 +6,8 @@ Each repeat runs the whole pipeline in a fresh home (every run trains), samples
 the resident memory of the whole process tree every 0.2 s, and reads back from
 the results database and the run log:
 
-- training: the sum over runs of in-run fit + predict time (plus tuning trials);
+- training: the sum over runs and tuning trials of in-run fit + predict time (a trial's
+  ``train_s`` user attribute);
 - overhead ratio: wall ÷ training (the issue's figure) and wall ÷ (training ÷
   parallel workers), the latter against the ideal schedule on this machine;
 - a per-task breakdown from the kfp.local log (which task's wall time is spent
@@ -90,6 +91,8 @@ def one_run(config: str, jobs: int | None) -> dict:
         cmd += ["--jobs", str(jobs)]
     env = {k: v for k, v in os.environ.items() if k != "DRIFTLAB_DB_URL"}
     t0 = time.perf_counter()
+    now = time.localtime()
+    started = now.tm_hour * 3600 + now.tm_min * 60 + now.tm_sec + (time.time() % 1)
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     peak = [0]
 
@@ -112,13 +115,34 @@ def one_run(config: str, jobs: int | None) -> dict:
     # Determinism on vs off: the seeds stage runs both on the reference profile.
     fit_on = [json.loads(t)["fit_s"] for t, d, stage in rows if d and stage == "seeds"]
     fit_off = [json.loads(t)["fit_s"] for t, d, stage in rows if not d and stage == "seeds"]
-    training = sum(t["fit_s"] + t["predict_s"] for t in timings)
+    runs_training = sum(t["fit_s"] + t["predict_s"] for t in timings)
+    trials_training = tuning_training_seconds(home)
     build = sum(t["build_s"] for t in timings)
     log = next(home.glob("logs/bench-*.log")).read_text()
     det_ratio = (statistics.mean(fit_on) / statistics.mean(fit_off)) if fit_on and fit_off else None
-    return {"wall_s": wall, "runs": len(timings), "training_s": training, "build_s": build,
-            "determinism_fit_ratio": det_ratio,
+    workers = re.search(r"training workers: (\d+) started .*?, lent (\d+) time", log)
+    first_task = re.compile(TASK_LINE.pattern, re.M).search(log)
+    return {"wall_s": wall, "runs": len(timings), "training_s": runs_training + trials_training,
+            "runs_training_s": runs_training, "trials_training_s": trials_training, "build_s": build,
+            "determinism_fit_ratio": det_ratio, "before_first_task_s": (first_task and
+                                                                         _seconds(first_task.group(1)) - started),
+            "workers_started": int(workers[1]) if workers else None, "workers_lent": int(workers[2]) if workers else None,
             "peak_rss_mib": peak[0] / 2**20, "tasks": task_walls(log)}
+
+
+def tuning_training_seconds(home: Path) -> float:
+    """Fit + predict time of the tuning trials (each trial's ``train_s``), from the run's Optuna journal."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = home / "optuna-journal.log"
+    if not journal.exists():
+        return 0.0
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    return sum(float(t.user_attrs.get("train_s", 0.0)) for summary in optuna.get_all_study_summaries(storage)
+               for t in optuna.load_study(study_name=summary.study_name, storage=storage).trials)
 
 
 def summarize(values: list[float]) -> dict[str, float]:
@@ -146,6 +170,11 @@ def main() -> None:
         "wall_s": summarize([r["wall_s"] for r in runs]),
         "training_s": summarize([r["training_s"] for r in runs]),
         "build_s": summarize([r["build_s"] for r in runs]),
+        "runs_training_s": summarize([r["runs_training_s"] for r in runs]),
+        "trials_training_s": summarize([r["trials_training_s"] for r in runs]),
+        "before_first_task_s": summarize([r["before_first_task_s"] or 0.0 for r in runs]),
+        "workers_started": summarize([r["workers_started"] or 0 for r in runs]),
+        "workers_lent": summarize([r["workers_lent"] or 0 for r in runs]),
         "overhead_ratio": summarize([r["wall_s"] / r["training_s"] for r in runs]),
         "overhead_ratio_vs_ideal_parallel": summarize([r["wall_s"] / (r["training_s"] / jobs) for r in runs]),
         "peak_rss_mib": summarize([r["peak_rss_mib"] for r in runs]),

@@ -58,6 +58,10 @@ REFERENCED = [
      "`tuning.workers` above 2 locally: every worker index runs once across kfp.local's 2 tasks"),
     ("tests/tuning/test_tune_tasks.py::test_three_workers_run_at_once_on_two_local_tasks", "",
      "`tuning.workers` above 2 locally: every worker index runs once across kfp.local's 2 tasks"),
+    ("tests/runs/test_depot.py::test_a_task_that_dies_holding_a_worker_takes_the_worker_with_it", "",
+     "task SIGKILLed holding a warm worker lent by `driftlab run`: the worker is killed, never lent again"),
+    ("tests/runs/test_depot.py::test_the_depot_lends_no_database_credential", "",
+     "DB password: warm workers lent across a run's tasks (env, /proc)"),
 ]
 FIGURE = "reliability"
 BEGIN, END = "<!-- fault-harness:begin -->", "<!-- fault-harness:end -->"

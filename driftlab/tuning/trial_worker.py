@@ -76,6 +76,8 @@ def keras_objective(config: ExperimentConfig, worker: TrialWorker, spec_for: Spe
         timeout.observe(record.get("timings", {}).get("total_s", 0.0))
         trial.set_user_attr("eval_" + metric, record["metrics"][f"eval_{metric}"])
         trial.set_user_attr("run_key", spec.key)
+        timings = record.get("timings", {})
+        trial.set_user_attr("train_s", round(float(timings.get("fit_s", 0.0)) + float(timings.get("predict_s", 0.0)), 4))
         return float(record["metrics"][f"val_{metric}"])
 
     return objective

@@ -121,7 +121,8 @@ def test_a_campaign_whose_every_run_fails_is_incomplete_and_the_fixed_builder_pa
     # Negative where runs train (a worker knows its profile), valid when `driftlab run` builds it once first:
     # a builder that always raises is refused before the pipeline starts (tests/reliability/test_preflight.py).
     module.write_text(FAILING_BUILDER.replace(
-        'hparams.get("width", 0)', '(-1 if __import__("os").environ.get("DRIFTLAB_PROFILE") else 1) * '
+        'hparams.get("width", 0)', '(-1 if __import__("os").environ.get("DRIFTLAB_PROFILE") and '
+                                    'not __import__("os").environ.get("DRIFTLAB_BUILD_CHECK") else 1) * '
                                     'hparams.get("width", 0)'))
     (tmp_path / "exp.yaml").write_text(FAILING_CONFIG)
     proc = run(tmp_path, "run", "exp.yaml", "--home", "home", "--campaign", "c")
