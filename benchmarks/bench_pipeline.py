@@ -10,6 +10,8 @@ the results database and the run log:
   ``train_s`` user attribute);
 - overhead ratio: wall ÷ training (the issue's figure) and wall ÷ (training ÷
   parallel workers), the latter against the ideal schedule on this machine;
+- CPU: user + system seconds of the whole process tree; wall ÷ (CPU ÷ cores) is 1.0 when
+  every core is busy all the time, and training ÷ CPU is the share of that work that trains;
 - a per-task breakdown from the kfp.local log (which task's wall time is spent
   where), and the TensorFlow import cost times the processes that import it.
 """
@@ -20,6 +22,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -90,6 +93,7 @@ def one_run(config: str, jobs: int | None) -> dict:
     if jobs:
         cmd += ["--jobs", str(jobs)]
     env = {k: v for k, v in os.environ.items() if k != "DRIFTLAB_DB_URL"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     now = time.localtime()
     started = now.tm_hour * 3600 + now.tm_min * 60 + now.tm_sec + (time.time() % 1)
@@ -105,6 +109,8 @@ def one_run(config: str, jobs: int | None) -> dict:
     sampler.start()
     _, err = proc.communicate()
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the whole tree: every process was waited for
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     sampler.join()
     if proc.returncode not in (0, 3):
         raise SystemExit(f"driftlab run failed ({proc.returncode}): {err.decode()[-2000:]}")
@@ -122,7 +128,7 @@ def one_run(config: str, jobs: int | None) -> dict:
     det_ratio = (statistics.mean(fit_on) / statistics.mean(fit_off)) if fit_on and fit_off else None
     workers = re.search(r"training workers: (\d+) started .*?, lent (\d+) time", log)
     first_task = re.compile(TASK_LINE.pattern, re.M).search(log)
-    return {"wall_s": wall, "runs": len(timings), "training_s": runs_training + trials_training,
+    return {"wall_s": wall, "cpu_s": cpu, "runs": len(timings), "training_s": runs_training + trials_training,
             "runs_training_s": runs_training, "trials_training_s": trials_training, "build_s": build,
             "determinism_fit_ratio": det_ratio, "before_first_task_s": (first_task and
                                                                          _seconds(first_task.group(1)) - started),
@@ -170,6 +176,9 @@ def main() -> None:
         "wall_s": summarize([r["wall_s"] for r in runs]),
         "training_s": summarize([r["training_s"] for r in runs]),
         "build_s": summarize([r["build_s"] for r in runs]),
+        "cpu_s": summarize([r["cpu_s"] for r in runs]),
+        "wall_vs_cpu_on_all_cores": summarize([r["wall_s"] / (r["cpu_s"] / jobs) for r in runs]),
+        "training_share_of_cpu": summarize([r["training_s"] / r["cpu_s"] for r in runs]),
         "runs_training_s": summarize([r["runs_training_s"] for r in runs]),
         "trials_training_s": summarize([r["trials_training_s"] for r in runs]),
         "before_first_task_s": summarize([r["before_first_task_s"] or 0.0 for r in runs]),

@@ -118,6 +118,9 @@ def issue15_summary(pipe: dict, tune: dict, real_tune: list, drift: dict) -> lis
         f"| local pipeline: wall ÷ (training ÷ {pipe['jobs']} cores), quickstart (§1) | {BEFORE['ratio']} "
         f"(training then counted without tuning trials) | {pipe['overhead_ratio_vs_ideal_parallel']['median']:.2f} "
         f"| ≤ 1.4 |",
+        f"| local pipeline: wall ÷ (CPU of the process tree ÷ {pipe['jobs']} cores); training ÷ CPU (§1) | not measured "
+        f"| {pipe['wall_vs_cpu_on_all_cores']['median']:.2f}; {pipe['training_share_of_cpu']['median']:.2f} | "
+        "1.0 is the 2-core limit |",
         f"| driftlab ÷ plain Optuna, ms per trial on PostgreSQL, by worker processes (§3) | {ratio_before} "
         f"| {ratio_now} | ≤ 1.3 at every count |",
         f"| driftlab study trials/s on PostgreSQL, 1 → 4 → 8 workers (§3) | {BEFORE['driftlab_pg_tps'][1]} → … → "
@@ -168,6 +171,11 @@ def main() -> None:
         f"| wall time, s | {spread([pipe['wall_s'][k] for k in ('median', 'min', 'max')], 1)} |",
         f"| in-run training (fit + predict, all runs and tuning trials), s | {spread([pipe['training_s'][k] for k in ('median', 'min', 'max')], 1)} |",
         f"| of which tuning trials, s | {spread([pipe['trials_training_s'][k] for k in ('median', 'min', 'max')], 1)} |",
+        f"| CPU of the whole process tree (user + system), s | {spread([pipe['cpu_s'][k] for k in ('median', 'min', 'max')], 1)} |",
+        f"| wall ÷ (CPU ÷ {pipe['jobs']} cores): 1.0 = every core busy all the time | "
+        f"{spread([pipe['wall_vs_cpu_on_all_cores'][k] for k in ('median', 'min', 'max')])} |",
+        f"| training ÷ CPU: the share of the machine's work that trains | "
+        f"{spread([pipe['training_share_of_cpu'][k] for k in ('median', 'min', 'max')])} |",
         f"| from the command to the first pipeline task (checks, build check, store), s | "
         f"{spread([pipe['before_first_task_s'][k] for k in ('median', 'min', 'max')], 1)} |",
         f"| training workers started · lent to checks and tasks (`runs.depot`) | "
