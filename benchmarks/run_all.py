@@ -147,6 +147,16 @@ def main() -> None:
     print(f"measurements: {tmp} (--resume {tmp} reuses them)", flush=True)
     started = dt.datetime.now(dt.timezone.utc)
     load_before = os.getloadavg()[0]
+    meta = tmp / "meta.json"
+    resumed = ""
+    if meta.exists():  # --resume: the first run's date and load; say what was measured again, and when
+        first = json.loads(meta.read_text())
+        missing = [name for name in ("p", "e0", "e1", "t", "r", "d") if not (tmp / f"{name}.json").exists()]
+        resumed = (f" Resumed {started:%Y-%m-%d %H:%M} UTC (load {load_before:.2f}) with `--resume`, measuring again: "
+                   f"{', '.join(missing) or 'nothing'} (p: §1 and §6, e: §2, t and r: §3, d: §5).")
+        started, load_before = dt.datetime.fromisoformat(first["started"]), first["load_before"]
+    else:
+        meta.write_text(json.dumps({"started": started.isoformat(), "load_before": load_before}))
 
     pipe = run_json([PY, "benchmarks/bench_pipeline.py", "--repeats", str(reps), "--json", str(tmp / "p.json")],
                     tmp / "p.json")
@@ -165,7 +175,7 @@ def main() -> None:
         f"Measured {started:%Y-%m-%d %H:%M} UTC with `make bench` (`.venv/bin/python benchmarks/run_all.py"
         f"{' --quick' if args.quick else ''}`) on {os.cpu_count()} cores, {cpu_model()}, "
         f"{platform.python_version()}; load average before: {load_before:.2f}. Figures: median (min–max) of "
-        f"{reps} run(s) unless stated.", "",
+        f"{reps} run(s) unless stated.{resumed}", "",
         "## 1. Pipeline overhead: `driftlab run examples/quickstart.yaml`", "",
         "| figure | value |", "|---|---|",
         f"| wall time, s | {spread([pipe['wall_s'][k] for k in ('median', 'min', 'max')], 1)} |",

@@ -21,8 +21,9 @@ Rules that keep a lent worker equivalent to a fresh one:
 - the depot spawns workers from one long-lived thread, with the run's process as
   their parent: they die with the run (``PR_SET_PDEATHSIG``) and their environment
   holds no database credential (``storage.secret_env``), as before;
-- at most ``max_idle`` workers wait idle (the oldest is closed first), so memory
-  stays bounded by the cores, as before.
+- at most ``max_idle`` workers wait idle (the oldest is closed first), and before a
+  worker is started the longest-idle ones are closed while idle, lent and warming
+  workers together would pass ``max_idle``: memory stays bounded by the cores, as before.
 
 On a cluster there is no depot (each Pod is its own machine): ``Worker`` starts its
 own process, as it does when ``DRIFTLAB_WORKER_DEPOT`` is unset or unreachable.
@@ -171,6 +172,7 @@ class Depot:
         self.started = self.lent = 0
         self._idle: list[_Warm] = []
         self._pending: list[_Pending] = []
+        self._out = 0  # workers lent out now
         self._lock = threading.Lock()
         self._spawns: queue.Queue[tuple[dict[str, str], Future] | None] = queue.Queue()
         self._closed = threading.Event()
@@ -280,8 +282,21 @@ class Depot:
                 return
             threading.Thread(target=self._serve, args=(conn,), name="depot-lease", daemon=True).start()
 
+    def _make_room(self) -> None:
+        """Before starting a worker: close the longest-idle ones while the run would hold more than ``max_idle``.
+
+        Workers lent out and being warmed count too, so a stage of another profile does not
+        keep the previous stage's idle workers (and their memory) beside its own.
+        """
+        evicted = []
+        with self._lock:
+            while self._idle and len(self._idle) + self._out + len(self._pending) + 1 > self.max_idle:
+                evicted.append(self._idle.pop(0))
+        for old in evicted:
+            old.close()
+
     def _serve(self, conn: socket.socket) -> None:
-        warm = None
+        warm, leased = None, False
         with conn:
             reader = conn.makefile("rb")
             try:
@@ -293,9 +308,13 @@ class Depot:
                 warm = self._take(key)
                 fresh = warm is None
                 if fresh:
+                    self._make_room()
                     warm = self._start(env)
                 warm.lent += 1
-                self.lent += 1
+                with self._lock:
+                    self.lent += 1
+                    self._out += 1
+                leased = True
                 reply = {**warm.hello, "pid": warm.proc.pid, "warm": not fresh, "lent": warm.lent}
                 if "died" in warm.hello or "refused" in warm.hello:
                     conn.sendall((json.dumps(reply) + "\n").encode())
@@ -325,6 +344,9 @@ class Depot:
             finally:
                 if warm is not None:
                     warm.kill()
+                if leased:
+                    with self._lock:
+                        self._out -= 1
 
     def close(self) -> None:
         """Stop lending; close every idle worker (a worker still lent dies with its task's connection)."""

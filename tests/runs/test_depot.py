@@ -135,3 +135,15 @@ def test_the_depot_lends_no_database_credential(tmp_path, monkeypatch):
             lease.kill()
     assert b"ORDINARY_VARIABLE=seen" in environ, "control: the worker got the ordinary environment"
     assert b"canary-depot-pw" not in environ
+
+
+def test_a_new_profiles_worker_replaces_idle_ones_past_the_limit(tmp_path):
+    with depot.serving(tmp_path, max_idle=1) as served:
+        path = os.environ[settings.WORKER_DEPOT.name]
+        first = _task(path)
+        assert _alive(first["pid"]), "control: idle, it waits for the next task"
+        capped = _task(path, CAPPED)
+        assert not _alive(first["pid"]), "starting another profile's worker closed the idle one (max_idle 1)"
+        again = _task(path, CAPPED)
+        assert again["pid"] == capped["pid"] and again["warm"]
+        assert served.started == 2
