@@ -31,6 +31,7 @@ from typing import Iterator, TextIO
 
 from driftlab.errors import DriftlabError
 from driftlab import settings
+from driftlab.storage import temp_folders
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 SHOWN = re.compile(r"\[driftlab\]|finished with status")
@@ -93,7 +94,8 @@ def run_folders(home: Path, campaign: str) -> RunFolders:
 
     The report folder is created with ``exist_ok=False`` and another suffix is drawn if it exists,
     so concurrent runs never share a report folder or a log. The temporary folder is made in the
-    system's temporary directory (``driftlab-run-...``).
+    system's temporary directory (``driftlab-run-...``), owned by this process; those of killed
+    runs are removed first (``storage.temp_folders``).
     """
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     parent = home / "reports" / campaign
@@ -104,7 +106,9 @@ def run_folders(home: Path, campaign: str) -> RunFolders:
             (parent / name).mkdir(exist_ok=False)
         except FileExistsError:
             continue
+        temp_folders.sweep(Path(tempfile.gettempdir()))  # what killed runs left behind
         tmp_dir = Path(tempfile.mkdtemp(prefix=f"driftlab-run-{name}-", dir=tempfile.gettempdir()))
+        temp_folders.claim(tmp_dir)
         return RunFolders(parent / name, home / "logs" / f"{campaign}-{name}.log", tmp_dir)
     raise DriftlabError(f"{parent}: no free report folder name for {stamp} after {FOLDER_ATTEMPTS} tries; "
                         "remove old report folders there")

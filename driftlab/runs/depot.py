@@ -49,6 +49,7 @@ from typing import Any
 
 from driftlab import settings
 from driftlab.config.profiles import PROFILE_ENV_KEYS
+from driftlab.storage import temp_folders
 
 SOCKET_NAME = "workers.sock"
 HELLO_TIMEOUT_S = 600.0  # a worker's first line (TensorFlow imported); a cold import on a busy node is slow
@@ -388,8 +389,10 @@ def serving(folder: Path | None = None, *, log_dir: str | None = None, max_idle:
     base = Path(folder or tempfile.gettempdir())
     if len(str(base)) + 40 > MAX_SOCKET_PATH:
         base = Path("/tmp")
+    temp_folders.sweep(base)  # socket folders of killed runs
     private = Path(tempfile.mkdtemp(prefix="driftlab-workers-", dir=base))
     try:
+        temp_folders.claim(private)
         depot = Depot(private, log_dir=log_dir, max_idle=max_idle)
     except BaseException:
         shutil.rmtree(private, ignore_errors=True)
