@@ -100,13 +100,13 @@ def run_folders(home: Path, campaign: str) -> RunFolders:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     parent = home / "reports" / campaign
     parent.mkdir(parents=True, exist_ok=True)
+    temp_folders.sweep(Path(tempfile.gettempdir()))  # what killed runs left behind
     for _ in range(FOLDER_ATTEMPTS):
         name = f"{stamp}-{secrets.token_hex(2)}"
         try:
             (parent / name).mkdir(exist_ok=False)
         except FileExistsError:
             continue
-        temp_folders.sweep(Path(tempfile.gettempdir()))  # what killed runs left behind
         tmp_dir = Path(tempfile.mkdtemp(prefix=f"driftlab-run-{name}-", dir=tempfile.gettempdir()))
         temp_folders.claim(tmp_dir)
         return RunFolders(parent / name, home / "logs" / f"{campaign}-{name}.log", tmp_dir)

@@ -43,7 +43,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +127,6 @@ class _Warm:
     hello: dict[str, Any]
     tee: _LogTee | None = None
     lent: int = 0  # times lent out
-    idle_since: float = field(default_factory=time.monotonic)
 
     def close(self) -> None:
         """Let an idle worker exit: stdin closed, then killed if it does not exit within a second."""
@@ -220,13 +219,12 @@ class Depot:
         hello = json.loads(line) if line.strip() else {"died": proc.poll()}
         return _Warm(proc, profile_key(env), hello, tee)
 
-    def prewarm(self, env: dict[str, str], count: int = 1) -> None:
-        """Start ``count`` workers of ``env``'s profile now, for the tasks to come."""
-        for _ in range(count):
-            pending = _Pending(profile_key(env), Future())
-            with self._lock:
-                self._pending.append(pending)
-            threading.Thread(target=self._warm_up, args=(env, pending), name="depot-prewarm", daemon=True).start()
+    def prewarm(self, env: dict[str, str]) -> None:
+        """Start a worker of ``env``'s profile now, for the tasks to come."""
+        pending = _Pending(profile_key(env), Future())
+        with self._lock:
+            self._pending.append(pending)
+        threading.Thread(target=self._warm_up, args=(env, pending), name="depot-prewarm", daemon=True).start()
 
     def _warm_up(self, env: dict[str, str], pending: _Pending) -> None:
         try:
@@ -268,8 +266,7 @@ class Depot:
             if self._closed.is_set() or self.max_idle == 0:
                 evicted.append(warm)
             else:
-                warm.idle_since = time.monotonic()
-                self._idle.append(warm)
+                self._idle.append(warm)  # the list is in order of going idle
                 while len(self._idle) > self.max_idle:
                     evicted.append(self._idle.pop(0))  # the longest idle
         for old in evicted:
