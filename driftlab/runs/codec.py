@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
+import math
+import re
+import threading
 import zlib
 
 import numpy as np
@@ -15,14 +19,75 @@ def pack(array: np.ndarray | None) -> bytes | None:
     if array is None:
         return None
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    array = np.asarray(array)
+    np.save(buf, np.ascontiguousarray(array).reshape(array.shape), allow_pickle=False)  # 0-d stays 0-d
     return zlib.compress(buf.getvalue(), level=3)
 
 
+NPY_MAGIC = b"\x93NUMPY"
+# The header ``np.save`` writes for a plain (non-structured) dtype. ``np.load`` parses headers with
+# ``ast.literal_eval``, which CPython 3.11 cannot run in two threads at once (a tuning task's workers
+# decode records concurrently: "SystemError: AST constructor recursion depth mismatch"), so the
+# headers ``pack`` writes are read here with a pattern and only other ones go to ``np.load``.
+_HEADER = re.compile(
+    r"\{'descr': '([<>|=][A-Za-z]\d*(?:\[\w+\])?)', 'fortran_order': (True|False), "
+    r"'shape': \(((?:\d+, )*\d+,?|)\), \}[ ]*\n?")
+_NP_LOAD_LOCK = threading.Lock()
+
+
+def npy_data_offset(raw: bytes | bytearray) -> int | None:
+    """Where the array data starts in ``.npy`` bytes; None if ``raw`` is too short or not ``.npy``."""
+    if len(raw) < 10 or not raw.startswith(NPY_MAGIC):
+        return None
+    if raw[6] == 1:
+        end = 10 + int.from_bytes(raw[8:10], "little")
+    elif raw[6] == 2 and len(raw) >= 12:
+        end = 12 + int.from_bytes(raw[8:12], "little")
+    else:
+        return None
+    return end if len(raw) >= end else None
+
+
+@functools.lru_cache(maxsize=256)
+def npy_layout(header: bytes) -> tuple[np.dtype, bool, tuple[int, ...]] | None:
+    """(dtype, Fortran order, shape) of a ``.npy`` header (magic included), read without ``ast``;
+    None for what only ``np.load`` reads (structured or object dtypes, other versions)."""
+    start = 10 if header[6:7] == b"\x01" else 12
+    try:
+        match = _HEADER.fullmatch(header[start:].decode("latin1"))
+        dtype = np.dtype(match.group(1)) if match else None
+    except TypeError:
+        return None
+    if dtype is None or dtype.hasobject:
+        return None
+    shape = tuple(int(n) for n in match.group(3).split(",") if n.strip())
+    return dtype, match.group(2) == "True", shape
+
+
+def from_npy(raw: bytes | bytearray) -> np.ndarray | None:
+    """The array in ``.npy`` bytes when ``npy_layout`` reads its header (a view of ``raw``), else None."""
+    offset = npy_data_offset(raw)
+    layout = None if offset is None else npy_layout(bytes(raw[:offset]))
+    if layout is None:
+        return None
+    dtype, fortran, shape = layout
+    count = math.prod(shape)
+    if len(raw) < offset + count * dtype.itemsize:
+        return None
+    flat = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)
+    return flat.reshape(shape[::-1]).transpose() if fortran else flat.reshape(shape)
+
+
 def unpack(blob: bytes | None) -> np.ndarray | None:
+    """The array ``pack`` stored, writable; safe to call from several threads at once."""
     if blob is None:
         return None
-    return np.load(io.BytesIO(zlib.decompress(blob)), allow_pickle=False)
+    raw = bytearray(zlib.decompress(blob))
+    array = from_npy(raw)
+    if array is not None:
+        return array
+    with _NP_LOAD_LOCK:  # np.load's header parser is not thread-safe on CPython 3.11
+        return np.load(io.BytesIO(bytes(raw)), allow_pickle=False)
 
 
 def pack_text(array: np.ndarray | None) -> str | None:
