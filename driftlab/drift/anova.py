@@ -46,43 +46,57 @@ def anova_components(y: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
         "residual_separable": bool}``.
     """
     y = np.asarray(y, dtype=np.float64)
-    k = y.ndim - 1
+    batch = anova_batch(y[None], names)
+    terms = [{**t, **{f: float(t[f][0]) for f in ("mean_square", "variance_raw", "variance")}}
+             for t in batch["terms"]]
+    res = batch["residual"]
+    return {"terms": terms, "residual": {"df": res["df"], "mean_square": float(res["mean_square"][0]),
+                                         "variance": float(res["variance"][0])},
+            "residual_separable": batch["residual_separable"]}
+
+
+def anova_batch(y: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+    """``anova_components`` of B tables at once: ``y`` is ``(B, L_1, ..., L_k, r)``, and each term's
+    ``mean_square``, ``variance_raw`` and ``variance`` (and the residual's) are arrays of B values."""
+    k = y.ndim - 2
     if k != len(names):
         raise ValueError(f"y has {k} factor axes but {len(names)} names were given")
-    levels = y.shape[:k]
+    levels = y.shape[1:k + 1]
     r = y.shape[-1]
     cell_mean = y.mean(axis=-1)
-    grand = cell_mean.mean()
-    means: dict[tuple[int, ...], np.ndarray] = {(): np.asarray(grand)}
+    factor_axes = tuple(range(1, k + 1))
+    means: dict[tuple[int, ...], np.ndarray] = {(): cell_mean.mean(axis=factor_axes, keepdims=True)}
     for s in _subsets(k):
-        others = tuple(a for a in range(k) if a not in s)
+        others = tuple(1 + a for a in range(k) if a not in s)
         means[s] = cell_mean.mean(axis=others, keepdims=True) if others else cell_mean
+
+    def coeff(t: tuple[int, ...]) -> float:
+        return float(r * np.prod([levels[a] for a in range(k) if a not in t]))
+
     terms: dict[tuple[int, ...], dict[str, Any]] = {}
     for s in _subsets(k):
         effect = sum(((-1) ** (len(s) - len(t))) * means[t]
                      for size in range(len(s) + 1) for t in itertools.combinations(s, size))
         df = int(np.prod([levels[a] - 1 for a in s]))
-        ss = float(np.sum(np.broadcast_to(effect, levels) ** 2) * r)
+        ss = np.sum(effect ** 2, axis=factor_axes) * coeff(s)  # each effect value stands for coeff(s) cells' repeats
         terms[s] = {"name": SEP.join(names[a] for a in s), "factors": [names[a] for a in s], "df": df,
-                    "mean_square": ss / df if df else 0.0}
+                    "mean_square": ss / df if df else np.zeros(len(y))}
     df_e = int(np.prod(levels)) * (r - 1)
-    ms_e = float(np.sum((y - cell_mean[..., None]) ** 2) / df_e) if df_e else 0.0
-
-    def coeff(t: tuple[int, ...]) -> float:
-        return float(r * np.prod([levels[a] for a in range(k) if a not in t]))
-
-    zero = ROUND_OFF * max([ms_e] + [t["mean_square"] for t in terms.values()])
-    ms_e = 0.0 if ms_e < zero else ms_e
+    ms_e = (np.sum((y - cell_mean[..., None]) ** 2, axis=factor_axes + (k + 1,)) / df_e if df_e
+            else np.zeros(len(y)))
+    zero = ROUND_OFF * np.max([ms_e] + [t["mean_square"] for t in terms.values()], axis=0)
+    ms_e = np.where(ms_e < zero, 0.0, ms_e)
     for t in terms.values():
-        t["mean_square"] = 0.0 if t["mean_square"] < zero else t["mean_square"]
+        t["mean_square"] = np.where(t["mean_square"] < zero, 0.0, t["mean_square"])
     for s in sorted(terms, key=len, reverse=True):
-        above = sum(coeff(t) * terms[t]["variance_raw"] for t in terms if len(t) > len(s) and set(s) <= set(t))
+        above = sum((coeff(t) * terms[t]["variance_raw"] for t in terms if len(t) > len(s) and set(s) <= set(t)),
+                    np.zeros(len(y)))
         raw = (terms[s]["mean_square"] - ms_e - above) / coeff(s)
-        terms[s]["variance_raw"] = 0.0 if abs(raw) < zero else raw
+        terms[s]["variance_raw"] = np.where(np.abs(raw) < zero, 0.0, raw)
     out_terms = []
     for s in _subsets(k):
         t = terms[s]
-        t["variance"] = max(t["variance_raw"], 0.0)
+        t["variance"] = np.maximum(t["variance_raw"], 0.0)
         out_terms.append(t)
     return {"terms": out_terms, "residual": {"df": df_e, "mean_square": ms_e, "variance": ms_e},
             "residual_separable": r >= 2}
@@ -102,9 +116,10 @@ MIN_SHARE_LEVELS = 3  # a main effect with fewer levels gets no share
 SIMULATE_CHUNK = 25  # simulated tables summed at once: their noise is drawn whole, their sum a chunk at a time
 
 
-def simulated_tables(res: dict[str, Any], shape: Sequence[int], r: int, rng: np.random.Generator,
+def simulated_chunks(res: dict[str, Any], shape: Sequence[int], r: int, rng: np.random.Generator,
                      n: int) -> Iterator[np.ndarray]:
-    """``n`` tables of shape ``(*shape, r)`` drawn from the fitted random-effects model (truncated components).
+    """``n`` tables of shape ``(*shape, r)`` drawn from the fitted random-effects model (truncated
+    components), SIMULATE_CHUNK at a time: arrays of shape ``(chunk, *shape, r)``.
 
     The draws come in the order a single ``(n, *shape, r)`` array would take them (each term for all
     tables, then the residual), so the tables are those of that array; but only the terms' noise
@@ -124,7 +139,7 @@ def simulated_tables(res: dict[str, Any], shape: Sequence[int], r: int, rng: np.
             y = y + noise[lo:hi]
         if residual_sd is not None:  # the residual is drawn last: a chunk at a time is the same stream
             y = y + rng.normal(0.0, residual_sd, y.shape)
-        yield from y
+        yield y
 
 
 def percentile_ci(draws: np.ndarray) -> list[float]:

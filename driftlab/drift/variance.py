@@ -7,8 +7,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from driftlab.drift.anova import (MIN_SHARE_LEVELS, SHARE_BOOTSTRAP, SHARE_SEED, anova_components, percentile_ci,
-                                  shares, simulated_tables)
+from driftlab.drift.anova import (MIN_SHARE_LEVELS, SHARE_BOOTSTRAP, SHARE_SEED, anova_batch, anova_components,
+                                  percentile_ci, shares, simulated_chunks)
 from driftlab.drift.runs import Run
 
 GROUPS = ("init", "shuffle", "split", "hardware", "interactions", "nondeterminism", "residual")
@@ -125,10 +125,10 @@ def _factorial_draws(res: dict[str, Any], table: dict[str, Any], mode: bool, non
     """Shares re-estimated on tables drawn from the fitted model (the same estimator as the report)."""
     y = table["y"]
     rng = np.random.default_rng(SHARE_SEED)
-    out: dict[str, list[float]] = {}
-    for sim in simulated_tables(res, y.shape[:-1], y.shape[-1], rng, SHARE_BOOTSTRAP):
-        rb = anova_components(sim, table["names"])
-        g: dict[str, float] = {}
+    out: dict[str, list[np.ndarray]] = {}
+    for sims in simulated_chunks(res, y.shape[:-1], y.shape[-1], rng, SHARE_BOOTSTRAP):
+        rb = anova_batch(sims, table["names"])
+        g: dict[str, np.ndarray] = {}
         for t in rb["terms"]:
             key = t["name"] if len(t["factors"]) == 1 else "interactions"
             g[key] = g.get(key, 0.0) + t["variance"]
@@ -136,7 +136,7 @@ def _factorial_draws(res: dict[str, Any], table: dict[str, Any], mode: bool, non
             g["residual" if mode else "nondeterminism"] = rb["residual"]["variance"]
         for k, v in g.items():
             out.setdefault(k, []).append(v)
-    draws = {k: np.asarray(v) for k, v in out.items()}
+    draws = {k: np.concatenate(v) for k, v in out.items()}
     if mode and nondet_var is not None:
         df = max(int(nondet_df), 1)
         draws["nondeterminism"] = nondet_var * rng.chisquare(df, SHARE_BOOTSTRAP) / df
