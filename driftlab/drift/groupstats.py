@@ -112,15 +112,29 @@ def _weights(groups: Sequence[Sequence[Run]]) -> list[tuple[float, float] | None
     return out
 
 
-def _jordan(group: Sequence[Run]) -> tuple[float, float, int] | None:
-    truths = [truth_labels(r) for r in group]
-    if any(t is None for t in truths):
-        return None
-    correct = np.array([r.labels == t for r, t in zip(group, truths)], dtype=np.float64)  # (k, n)
-    n = correct.shape[1]
-    acc = correct.mean(axis=1)
-    return (float(np.sum((acc - acc.mean()) ** 2)), float(np.sum((correct - correct.mean(axis=0)) ** 2)) / n ** 2,
-            n)
+def _jordans(groups: Sequence[Sequence[Run]], labels: np.ndarray) -> list[tuple[float, float, int] | None]:
+    """Per group, Jordan's check terms (observed SS, predicted SS, rows); ``labels`` is (groups, k, n).
+    None for a group where a run lacks true labels of its row count."""
+    known: dict[int, np.ndarray | None] = {}  # runs of a campaign share their eval labels' array
+
+    def truth(r: Run) -> np.ndarray | None:
+        if id(r.truth) not in known or r.truth is None:
+            known[id(r.truth)] = truth_labels(r)
+        return known[id(r.truth)]
+
+    truths = [[truth(r) for r in g] for g in groups]
+    out: list[tuple[float, float, int] | None] = [None] * len(groups)
+    ok = [i for i, t in enumerate(truths) if all(x is not None and x.shape[0] == labels.shape[2] for x in t)]
+    if not ok:
+        return out
+    correct = (labels[ok] == np.array([truths[i] for i in ok])).astype(np.float64)  # (groups, k, n)
+    n = correct.shape[2]
+    acc = correct.mean(axis=2)
+    observed = np.sum((acc - acc.mean(axis=1, keepdims=True)) ** 2, axis=1)
+    predicted = np.sum((correct - correct.mean(axis=1, keepdims=True)) ** 2, axis=(1, 2)) / n ** 2
+    for j, i in enumerate(ok):
+        out[i] = (float(observed[j]), float(predicted[j]), n)
+    return out
 
 
 def _row_var(group: Sequence[Run]) -> np.ndarray:
@@ -202,6 +216,7 @@ def measure(groups: Sequence[Sequence[Run]], task: str, *, examples: bool = Fals
             disagree = np.mean(pair_count(k) - same / 2, axis=1)
     corrs = correlation_sums(flat) if corr else None
     weights = _weights(groups)
+    jordans = _jordans(groups, labels) if examples and same is not None else None
     out = []
     for i, g in enumerate(groups):
         s = GroupStats(sqdiff=float(sqdiff[i]), max_abs=float(max_abs[i]),
@@ -209,7 +224,7 @@ def measure(groups: Sequence[Sequence[Run]], task: str, *, examples: bool = Fals
                        corr=None if corrs is None else (float(corrs[0][i]), int(corrs[1][i])), examples=examples)
         if examples and same is not None:
             s.same = _compact(same[i], k)
-            s.jordan = _jordan(g)
+            s.jordan = jordans[i]
         elif examples:
             s.row_var = _row_var(g)
         out.append(s)

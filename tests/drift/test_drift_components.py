@@ -7,7 +7,7 @@ import pytest
 
 from driftlab.config import ExperimentConfig
 from driftlab.drift import analyze
-from driftlab.drift.anova import anova_components
+from driftlab.drift.anova import anova_batch, anova_components
 from support.synthetic import SyntheticPlan, generate
 
 EXACT_REL = 1e-9  # float round-off only
@@ -28,6 +28,23 @@ def test_one_way_anova_by_hand():
     assert res["terms"][0]["mean_square"] == pytest.approx(16.0, rel=EXACT_REL)
     assert res["residual"]["variance"] == pytest.approx(2.0, rel=EXACT_REL)
     assert res["terms"][0]["variance"] == pytest.approx(7.0, rel=EXACT_REL)
+
+
+def test_a_batch_of_tables_gives_each_tables_own_components():
+    rng = np.random.default_rng(5)
+    tables = rng.normal(size=(7, 4, 3, 2, 3)) * rng.random((7, 1, 1, 1, 1))
+    tables[3] = 1.0  # a constant table: every component is zero
+    names = ["init", "shuffle", "split"]
+    batch = anova_batch(tables, names)
+    for b, y in enumerate(tables):
+        one = anova_components(y, names)
+        for tb, t1 in zip(batch["terms"], one["terms"]):
+            assert tb["name"] == t1["name"] and tb["df"] == t1["df"]
+            for field in ("mean_square", "variance_raw", "variance"):
+                assert tb[field][b] == pytest.approx(t1[field], rel=EXACT_REL, abs=1e-15)
+        assert batch["residual"]["variance"][b] == pytest.approx(one["residual"]["variance"], rel=EXACT_REL)
+    assert all(t["variance"][3] == 0.0 for t in batch["terms"]) and batch["residual"]["variance"][3] == 0.0
+    assert any(t["variance"][0] > 0 for t in batch["terms"]), "control: a random table has components"
 
 
 def test_negative_estimates_are_kept_raw_and_truncated_for_shares():
