@@ -45,7 +45,7 @@ from driftlab.drift.sources import SEED_SOURCES, SOURCES, source_groups
 TOP_UNSTABLE = 20
 HIST_BINS = 10
 CI_LEVEL = 0.95
-ROW_CHUNK = 64  # evaluation rows combined at once: (groups x 64) floats, the same means as all rows at once
+ROW_CHUNK = 256  # evaluation rows combined at once: (groups x 256) floats, the same means as all rows at once
 
 
 def _usable(groups: Sequence[Sequence[Run]]) -> list[list[Run]]:

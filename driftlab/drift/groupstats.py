@@ -47,8 +47,10 @@ def pair_count(k: int) -> int:
 def group_key(group: Sequence[Run]) -> tuple[int, ...]:
     """The identity of a group's measurement: its runs in order. Nothing measured of two runs depends on
     their order (every sum has two terms, or counts), so a reversed pair is the same measurement."""
-    ids = tuple(id(r) for r in group)
-    return tuple(sorted(ids)) if len(ids) == 2 else ids
+    if len(group) == 2:
+        a, b = id(group[0]), id(group[1])
+        return (a, b) if a < b else (b, a)
+    return tuple(map(id, group))
 
 
 def truth_labels(run: Run) -> np.ndarray | None:

@@ -52,14 +52,12 @@ class Run:
     shape: tuple[int, ...] | None = None  # the predictions' shape (a stored run's: once first attached)
     stored: bool = False  # arrays read from the results store when needed (attach, release)
     row_se: dict[str, float | None] | None = None  # the regression floor's SE per metric, once measured
+    seeds: tuple[int, int, int] = field(init=False, repr=False)  # (init, shuffle, split): read millions of times
 
     def __post_init__(self) -> None:
         if self.shape is None and self.predictions is not None:
             self.shape = tuple(np.shape(self.predictions))
-
-    @property
-    def seeds(self) -> tuple[int, int, int]:
-        return (self.init_seed, self.shuffle_seed, self.split_seed)
+        self.seeds = (self.init_seed, self.shuffle_seed, self.split_seed)
 
     def attach(self, arrays: Mapping[str, Any], task: str) -> None:
         """Give a stored run its arrays (``predictions``, ``eval_labels``, ``weights``), as ``from_record`` would."""

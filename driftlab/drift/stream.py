@@ -9,7 +9,7 @@ labels and weights are read (``arrays.iter_arrays``, e.g. a ``Store``) only here
    can, so that each holds whole seed points and, where they fit, whole levels of outer seeds.
 2. Block by block: every wanted group whose runs all lie in the block is measured (all profile,
    repeat and determinism comparisons: they stay at one seed point; the groups of the inner
-   seeds), and the block's arrays are released. READERS threads read the next blocks meanwhile.
+   seeds), and the block's arrays are released. THREADS blocks are read and measured at once.
 3. The groups that span blocks (the outermost seed's: its levels run across the campaign) are
    then measured a batch of groups at a time, their runs' arrays read again.
 
@@ -35,7 +35,7 @@ from driftlab.drift.runs import RecordError, Run
 
 BLOCK_BYTES = 64 * 2 ** 20  # arrays held at once (all blocks), counted at 8 bytes per prediction value
 MEASURE_GROUPS = 64  # groups measured together
-READERS = 2  # threads reading the next blocks while one is measured
+THREADS = 3  # blocks read and measured at once, each in its own thread
 VALUE_BYTES = 8
 
 
@@ -114,23 +114,27 @@ class Reader:
         finally:
             self.drop(held)
 
-    def read_ahead(self, parts: Sequence[Sequence[Run]]) -> Iterator[int]:
-        """Yield the index of each part once its runs have their arrays, while READERS threads read the
-        next parts (decompression and the database let the interpreter go); drop each part after."""
-        with ThreadPoolExecutor(max_workers=READERS) as pool:
-            ahead = deque(pool.submit(self.hold, p) for p in parts[:READERS])
-            for i in range(len(parts)):
-                held = ahead.popleft().result()
-                if i + READERS < len(parts):
-                    ahead.append(pool.submit(self.hold, parts[i + READERS]))
-                try:
-                    yield i
-                except BaseException:
-                    for future in ahead:
-                        self.drop(future.result())
-                    raise
-                finally:
-                    self.drop(held)
+    def each_held(self, parts: Sequence[Sequence[Run]], work: Any, threads: int = THREADS) -> None:
+        """``work(i)`` for each part once its runs have their arrays, ``threads`` parts at a time in threads
+        (decompression, the database and NumPy's loops let the interpreter go, so reading the next parts
+        and measuring overlap on several cores); each part's arrays are dropped once its work is done."""
+        def one(i: int) -> None:
+            with self.holding(parts[i]):
+                work(i)
+
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            running: deque = deque()
+            try:
+                for i in range(len(parts)):
+                    if len(running) >= threads:
+                        running.popleft().result()
+                    running.append(pool.submit(one, i))
+                while running:
+                    running.popleft().result()
+            except BaseException:
+                for future in running:
+                    future.cancel()
+                raise
 
 
 def _units(runs: list[Run], axes: Sequence[int], depth: int, budget: int,
@@ -194,6 +198,13 @@ def _batches(wanted: Sequence[Wanted], budget: int) -> Iterator[list[Wanted]]:
         yield batch
 
 
+def _threads(parts: Sequence[Sequence[Run]], budget: int, guess: tuple[int, ...] = ()) -> int:
+    """Parts measured at once: THREADS, fewer when the largest part (a block holds whole seed points, even
+    past its share of the budget) and its work arrays would not fit ``budget`` that many times."""
+    largest = max((sum(run_bytes(r, guess) for r in p) for p in parts), default=1)
+    return max(1, min(THREADS, budget // (2 * largest)))
+
+
 def measure_all(runs: Sequence[Run], wanted: Sequence[Wanted], *, task: str, arrays: Any = None,
                 block_bytes: int = BLOCK_BYTES) -> Measured:
     """Every wanted group's ``GroupStats``, block by block; each run is attached once in its block (so
@@ -204,7 +215,8 @@ def measure_all(runs: Sequence[Run], wanted: Sequence[Wanted], *, task: str, arr
         return measured
     with reader.holding(runs[:1]):  # a stored run's size, for cutting the blocks before the others are read
         guess = runs[0].shape or ()
-    block_bytes = max(1, block_bytes // (1 + READERS))  # a block is measured while the next ones are read
+    budget = block_bytes
+    block_bytes = max(1, budget // (2 * THREADS))  # THREADS blocks held at once, each with its work arrays
     blocks = seed_blocks(runs, block_bytes, guess)
     block_of = {id(r): i for i, block in enumerate(blocks) for r in block}
     inside: list[list[Wanted]] = [[] for _ in blocks]
@@ -212,12 +224,15 @@ def measure_all(runs: Sequence[Run], wanted: Sequence[Wanted], *, task: str, arr
     for w in wanted:
         at = {block_of[id(r)] for r in w.group}
         (inside[at.pop()] if len(at) == 1 else across).append(w)
-    for i in reader.read_ahead(blocks):
+
+    def measure_block(i: int) -> None:
         if task == "regression":
             for r in blocks[i]:
                 r.row_se = row_ses(r)
         _measure(inside[i], measured, block_bytes)
+
+    reader.each_held(blocks, measure_block, _threads(blocks, budget, guess))
     batches = list(_batches(across, block_bytes))
-    for i in reader.read_ahead([[r for w in batch for r in w.group] for batch in batches]):
-        _measure(batches[i], measured, block_bytes)
+    parts = [[r for w in batch for r in w.group] for batch in batches]
+    reader.each_held(parts, lambda i: _measure(batches[i], measured, block_bytes), _threads(parts, budget))
     return measured

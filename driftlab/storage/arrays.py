@@ -1,6 +1,6 @@
 """Reading stored run arrays when they are needed, and fast: the read side of ``codec.pack``.
 
-``codec.pack`` stores an array as zlib-compressed ``.npy`` bytes. Here:
+``codec.pack`` stores an array as ``.npy`` bytes (the store: plain; older records: zlib-compressed). Here:
 
 - ``unpack`` decodes a blob to the array ``codec.unpack`` gives (same dtype, shape and values,
   read-only), parsing each distinct ``.npy`` header once (``codec.npy_layout``);
@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import functools
-import zlib
 from typing import Any, Mapping
 
 import numpy as np
@@ -22,10 +21,10 @@ SHARED_MAX_BYTES = 64 * 1024  # blobs this small and identical across runs (the 
 
 
 def unpack(blob: bytes | None) -> np.ndarray | None:
-    """The array ``codec.unpack(blob)`` gives, read-only (a view of the decompressed bytes, no copy)."""
+    """The array ``codec.unpack(blob)`` gives, read-only (a view of the blob or of its inflated bytes, no copy)."""
     if blob is None:
         return None
-    array = codec.from_npy(zlib.decompress(blob))
+    array = codec.from_npy(codec.npy_bytes(blob))
     return codec.unpack(blob) if array is None else array
 
 

@@ -506,7 +506,9 @@ class Store:
             "metrics_json": js("metrics"), "history_json": js("history"),
             "fingerprint_json": js("fingerprint"), "timings_json": js("timings"),
             "init_digest": record.get("init_digest"), "weights_digest": record.get("weights_digest"),
-            "predictions": codec.pack(record.get("predictions")),
+            # predictions plain: aggregation reads every run's predictions once or twice, and inflating them cost
+            # more than the ~10% of bytes zlib saves on model outputs (BENCHMARKS.md §5)
+            "predictions": codec.pack(record.get("predictions"), compress=False),
             "eval_labels": codec.pack(record.get("eval_labels")),
             "weights": codec.pack(record.get("weights")), "weights_kind": record.get("weights_kind"),
             "n_params": record.get("n_params"), "created_at": _now(),

@@ -161,7 +161,7 @@ def test_runs_hold_their_arrays_a_few_blocks_at_a_time_and_are_read_once_per_see
     from driftlab.drift import runs as drift_runs
     from driftlab.drift.comparisons import wanted_groups
     from driftlab.drift.runs import from_record
-    from driftlab.drift.stream import measure_all, run_bytes
+    from driftlab.drift.stream import THREADS, measure_all, run_bytes
 
     records, config, _ = campaign("many_groups")  # 9 init x 8 shuffle x 2 split seeds; 4 runs per seed point
     store = stored(f"sqlite:///{tmp_path / 'r.sqlite'}", records)
@@ -181,9 +181,11 @@ def test_runs_hold_their_arrays_a_few_blocks_at_a_time_and_are_read_once_per_see
     monkeypatch.setattr(drift_runs.Run, "attach", counted_attach)
     monkeypatch.setattr(drift_runs.Run, "release", counted_release)
     per_run = run_bytes(from_record(records[0], "classification"))
-    # Budget (runs' worth, over the blocks held at once) -> most reads of one run: with a whole init level
-    # (64 runs) per block only the init groups span blocks; with less, the shuffle groups too.
-    for budget_runs, most_reads in ((3 * 64, 2), (48, 3), (10 ** 6, 2)):
+    # A block's share of the budget (runs' worth; THREADS blocks and their work arrays share it) -> most reads
+    # of one run: with a whole init level (64 runs) per block only the init groups span blocks; with less,
+    # the shuffle groups too.
+    for block_runs, most_reads in ((64, 2), (8, 3), (10 ** 6, 2)):
+        budget_runs = 2 * THREADS * block_runs
         runs = [from_record(r, "classification") for r in store.iter_runs("golden", "c")]
         live.clear(), most.__setitem__(0, 0), reads.clear()
         measured = measure_all(runs, wanted_groups(runs, reference="ref", mode=True), task="classification",

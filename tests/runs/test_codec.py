@@ -103,3 +103,37 @@ def test_any_npy_bytes_read_as_np_load_reads_them(name):
     got = codec.from_npy(buf.getvalue())
     want = np.load(io.BytesIO(buf.getvalue()))
     assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("name", list(ARRAYS))
+def test_plain_and_compressed_blobs_read_the_same(name):
+    plain, packed = codec.pack(ARRAYS[name], compress=False), codec.pack(ARRAYS[name])
+    assert plain[:6] == codec.NPY_MAGIC and packed[:6] != codec.NPY_MAGIC
+    for blob in (plain, packed, memoryview(plain), memoryview(packed)):  # psycopg2 gives bytea as memoryview
+        got = codec.unpack(blob)
+        assert got.dtype == ARRAYS[name].dtype and got.shape == ARRAYS[name].shape
+        assert np.array_equal(got, ARRAYS[name]) and got.flags.writeable
+
+
+def test_plain_blobs_are_what_the_store_writes_and_reads_back(tmp_path):
+    from driftlab.storage import arrays
+    from driftlab.storage.store import Store
+
+    class Spec:
+        key, stage, campaign, profile_name, plan = "k1", "retrain", "c", "ref", "p"
+        init_seed = shuffle_seed = split_seed = repeat = 0
+        deterministic = True
+
+        def to_json(self):
+            return {"key": self.key}
+
+    store = Store(f"sqlite:///{tmp_path / 'r.sqlite'}")
+    pred = np.random.default_rng(3).random((50, 4)).astype(np.float32)
+    store.save_runs(store.experiment_id("e"), [(Spec(), {"status": "ok", "predictions": pred,
+                                                         "eval_labels": np.arange(50), "metrics": {}})])
+    (key, lazy), = store.iter_arrays(["k1"])
+    assert key == "k1" and np.array_equal(lazy.get("predictions"), pred)
+    assert np.array_equal(arrays.unpack(codec.pack(pred, compress=False)), pred)
+    import sqlite3
+    blob = sqlite3.connect(tmp_path / "r.sqlite").execute("select predictions from driftlab_runs").fetchone()[0]
+    assert blob[:6] == codec.NPY_MAGIC, "the store keeps arrays plain"
