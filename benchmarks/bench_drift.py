@@ -34,6 +34,7 @@ PROFILES = ("ref", "b", "c")
 CAMPAIGN = "bench"
 DB_DIR = Path(tempfile.gettempdir()) / "driftlab-bench-drift"
 SAVE_CHUNK = 1000  # records per Store.save_runs transaction while building a database
+STORE_FORMAT = "plain-predictions"  # in the database's name: one built by an older Store is not reused
 
 
 def plan_for(n_records: int):
@@ -138,7 +139,7 @@ def _child(*args: str) -> dict:
 def database(n_records: int, db_dir: Path) -> Path:
     """The size's database, built (in a child process) unless a complete one is there."""
     db_dir.mkdir(parents=True, exist_ok=True)
-    path = db_dir / f"records-{n_records}.sqlite"
+    path = db_dir / f"records-{n_records}-{STORE_FORMAT}.sqlite"
     done = path.with_suffix(".done")
     if not (path.exists() and done.exists()):
         for stale in db_dir.glob(f"{path.name}*"):
