@@ -28,10 +28,17 @@ PY = sys.executable
 PG_URL = os.environ.get("DRIFTLAB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+def reused(out: Path) -> dict | None:
+    """What an earlier run measured into ``out`` (``--resume``), or None."""
+    if not out.exists():
+        return None
+    print("reusing", out, flush=True)
+    return json.loads(out.read_text())
+
+
 def run_json(cmd: list[str], out: Path) -> dict:
-    if out.exists():  # --resume: measured already (a run whose writing failed)
-        print("reusing", out, flush=True)
-        return json.loads(out.read_text())
+    if (earlier := reused(out)) is not None:
+        return earlier
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, cwd=ROOT, check=True)
     return json.loads(out.read_text())
@@ -56,9 +63,8 @@ def tuning_storage(quick: bool, out: Path) -> dict:
     """One run of ``bench_tune.py`` on a scratch PostgreSQL database (dropped afterwards)."""
     import psycopg2
 
-    if out.exists():
-        print("reusing", out, flush=True)
-        return json.loads(out.read_text())
+    if (earlier := reused(out)) is not None:
+        return earlier
 
     name = f"driftlab_bench_{uuid.uuid4().hex[:8]}"
     admin = psycopg2.connect(PG_URL)
@@ -227,8 +233,7 @@ def main() -> None:
               f"Fit time with op determinism on ÷ off, quickstart model on this CPU: "
               f"{spread([det[k] for k in ('median', 'min', 'max')])} (published GPU figures reach several times).",
               "", "## 5. Aggregation scaling (synthetic records, 1,000 eval rows × 10 classes each)", "",
-              "| records | seconds | peak MiB |", "|---|---|---|"]
-    lines[-2:] = ["| path | records | seconds | peak MiB |", "|---|---|---|---|"]
+              "| path | records | seconds | peak MiB |", "|---|---|---|---|"]
     for key, path in (("sizes", "in memory (`analyze` on records held)"),
                       ("store", "the aggregate stage, streaming per group from the store")):
         for row in drift.get(key, []):

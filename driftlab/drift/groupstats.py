@@ -120,7 +120,9 @@ def _jordans(groups: Sequence[Sequence[Run]], labels: np.ndarray) -> list[tuple[
     known: dict[int, np.ndarray | None] = {}  # runs of a campaign share their eval labels' array
 
     def truth(r: Run) -> np.ndarray | None:
-        if id(r.truth) not in known or r.truth is None:
+        if r.truth is None:
+            return None
+        if id(r.truth) not in known:
             known[id(r.truth)] = truth_labels(r)
         return known[id(r.truth)]
 
