@@ -71,6 +71,9 @@ MAX_REPORT_BYTES = Setting("DRIFTLAB_MAX_REPORT_BYTES", "the largest report.json
 AGGREGATE_BLOCK_BYTES = Setting("DRIFTLAB_AGGREGATE_BLOCK_BYTES", "about how many bytes of run arrays "
                                 "aggregate-drift holds at once, counted at 8 per prediction value (suffixes KiB, "
                                 "MiB, GiB): less memory, or fewer runs read twice", "64MiB")
+AGGREGATE_HELPERS = Setting("DRIFTLAB_AGGREGATE_HELPERS", "helper processes aggregate-drift measures stored "
+                            "runs in (0: all in its own process); default: one per usable core, at most 8",
+                            None)
 BUILD_CHECK_TIMEOUT_S = Setting("DRIFTLAB_BUILD_CHECK_TIMEOUT_S", "seconds `driftlab validate` and `run` wait for "
                                 "the model builder to be imported and built once on a dummy batch", "300")
 EXECUTION_STALE_S = Setting("DRIFTLAB_EXECUTION_STALE_S", "seconds without a sign of life after which the "

@@ -9,6 +9,7 @@ only one block's arrays in memory at a time.
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import nullcontext
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -18,6 +19,7 @@ from driftlab.drift.churn import example_stats
 from driftlab.drift.comparisons import wanted_groups
 from driftlab.drift.determinism import determinism_stats
 from driftlab.drift.floors import apply_regression_floor
+from driftlab.drift.helpers import Helpers
 from driftlab.drift.hardware import disagreement_matrix, profile_stats, versions
 from driftlab.drift.runs import Run, from_record
 from driftlab.drift.sources import SOURCES, comparison_mode, seed_noise, source_groups, source_stats
@@ -83,15 +85,21 @@ def _mark_planned(sources: dict[str, Any], plan: dict[str, Any] | None) -> None:
                          f"({'no second profile finished' if name == 'hardware' else 'its runs failed'})")
 
 
-def _read(records: Iterable[dict[str, Any]], task: str) -> tuple[list[Run], Counter, list[dict[str, Any]]]:
-    """One pass over the records: the finished runs, the count of each status, the failed records."""
+def _read(records: Iterable[dict[str, Any]], task: str, helpers: Helpers | None = None
+          ) -> tuple[list[Run], Counter, list[dict[str, Any]]]:
+    """One pass over the records: the finished runs, the count of each status, the failed records
+    (``helpers`` started as soon as there are enough runs for them, while the rest are read)."""
     runs, status, failed = [], Counter(), []
     for r in records:
         status[r.get("status")] += 1
         if r.get("status") == "ok":
             runs.append(from_record(r, task))
+            if helpers is not None and not len(runs) % 1024 and runs[-1].stored:
+                helpers.expect(len(runs))
         elif r.get("status") == "failed":
             failed.append({k: r.get(k) for k in ("status", "error", "profile")})
+    if helpers is not None and all(r.stored for r in runs):
+        helpers.expect(len(runs))
     return runs, status, failed
 
 
@@ -116,11 +124,12 @@ def analyze(records: Iterable[dict[str, Any]], config: Any, *, reference: str,
         The report body; schema ``driftlab.report/2`` (docs/report-schema.md).
     """
     task, metric = config.task, config.metric
-    runs, status, failed = _read(records, task)
+    with (Helpers.for_arrays(arrays, task) or nullcontext()) as helpers:
+        runs, status, failed = _read(records, task, helpers)
+        mode = comparison_mode(runs)
+        measured = measure_all(runs, wanted_groups(runs, reference=reference, mode=mode), task=task, arrays=arrays,
+                               block_bytes=block_bytes, helpers=helpers)
     ref = [r for r in runs if r.profile == reference]
-    mode = comparison_mode(runs)
-    measured = measure_all(runs, wanted_groups(runs, reference=reference, mode=mode), task=task, arrays=arrays,
-                           block_bytes=block_bytes)
     metric_names = sorted({m for r in ref for m in r.metrics}) or [metric]
     common = dict(reference=reference, mode=mode, metric=metric, task=task)
     sources = {s: source_stats(runs, s, metric_names=metric_names, measured=measured, **common) for s in SOURCES}

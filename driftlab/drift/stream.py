@@ -179,18 +179,19 @@ def _measure(wanted: Sequence[Wanted], measured: Measured, budget: int) -> None:
                 measured.put(w.group, s)
 
 
-def _batches(wanted: Sequence[Wanted], budget: int) -> Iterator[list[Wanted]]:
-    """Consecutive groups whose distinct runs hold about ``budget`` bytes (at least one group)."""
+def _batches(wanted: Sequence[Wanted], budget: int, guess: tuple[int, ...] = ()) -> Iterator[list[Wanted]]:
+    """Consecutive groups whose distinct runs hold about ``budget`` bytes (at least one group; a run not
+    read yet counted at the size ``guess``)."""
     batch: list[Wanted] = []
     seen: set[int] = set()
     size = 0
     for w in wanted:
         new = [r for r in w.group if id(r) not in seen]
-        grow = sum(run_bytes(r) for r in new)
+        grow = sum(run_bytes(r, guess) for r in new)
         if batch and size + grow > budget:
             yield batch
             batch, seen, size = [], set(), 0
-            new, grow = list(w.group), sum(run_bytes(r) for r in w.group)
+            new, grow = list(w.group), sum(run_bytes(r, guess) for r in w.group)
         batch.append(w)
         seen.update(id(r) for r in new)
         size += grow
@@ -206,9 +207,10 @@ def _threads(parts: Sequence[Sequence[Run]], budget: int, guess: tuple[int, ...]
 
 
 def measure_all(runs: Sequence[Run], wanted: Sequence[Wanted], *, task: str, arrays: Any = None,
-                block_bytes: int = BLOCK_BYTES) -> Measured:
+                block_bytes: int = BLOCK_BYTES, helpers: Any = None) -> Measured:
     """Every wanted group's ``GroupStats``, block by block; each run is attached once in its block (so
-    every stored run's shape is known after) and, for regression, gets its floor SEs."""
+    every stored run's shape is known after) and, for regression, gets its floor SEs. ``helpers``
+    (``driftlab.drift.helpers.Helpers``, started): the parts are measured in those processes."""
     reader = Reader(arrays, task)
     measured = Measured(task, reader.holding)
     if not runs:
@@ -216,7 +218,9 @@ def measure_all(runs: Sequence[Run], wanted: Sequence[Wanted], *, task: str, arr
     with reader.holding(runs[:1]):  # a stored run's size, for cutting the blocks before the others are read
         guess = runs[0].shape or ()
     budget = block_bytes
-    block_bytes = max(1, budget // (2 * THREADS))  # THREADS blocks held at once, each with its work arrays
+    fanned = helpers is not None and helpers.started and all(r.stored for r in runs)
+    at_once = helpers.count if fanned else THREADS
+    block_bytes = max(1, budget // (2 * at_once))  # the parts held at once, each with its work arrays
     blocks = seed_blocks(runs, block_bytes, guess)
     block_of = {id(r): i for i, block in enumerate(blocks) for r in block}
     inside: list[list[Wanted]] = [[] for _ in blocks]
@@ -224,15 +228,41 @@ def measure_all(runs: Sequence[Run], wanted: Sequence[Wanted], *, task: str, arr
     for w in wanted:
         at = {block_of[id(r)] for r in w.group}
         (inside[at.pop()] if len(at) == 1 else across).append(w)
+    batches = list(_batches(across, block_bytes, guess))
+    parts = blocks + [[r for w in batch for r in w.group] for batch in batches]
+    work = inside + batches
+    floors = task == "regression"
 
-    def measure_block(i: int) -> None:
-        if task == "regression":
+    def measure_part(i: int) -> None:
+        if floors and i < len(blocks):
             for r in blocks[i]:
                 r.row_se = row_ses(r)
-        _measure(inside[i], measured, block_bytes)
+        _measure(work[i], measured, block_bytes)
 
-    reader.each_held(blocks, measure_block, _threads(blocks, budget, guess))
-    batches = list(_batches(across, block_bytes))
-    parts = [[r for w in batch for r in w.group] for batch in batches]
-    reader.each_held(parts, lambda i: _measure(batches[i], measured, block_bytes), _threads(parts, budget))
+    if fanned:
+        left = _in_helpers(helpers, parts, work, measured, block_bytes, floors=[floors and i < len(blocks)
+                                                                                for i in range(len(parts))])
+        reader.each_held([parts[i] for i in left], lambda j: measure_part(left[j]), 1)
+        return measured
+    reader.each_held(blocks, measure_part, _threads(blocks, budget, guess))
+    reader.each_held(parts[len(blocks):], lambda j: measure_part(len(blocks) + j),
+                     _threads(parts[len(blocks):], budget, guess))
     return measured
+
+
+def _in_helpers(helpers: Any, parts: Sequence[Sequence[Run]], work: Sequence[Sequence[Wanted]], measured: Measured,
+                budget: int, floors: Sequence[bool]) -> list[int]:
+    """Measure the parts in the helper processes; returns the parts left to measure here (a helper died)."""
+    from driftlab.drift.helpers import distinct, part_request
+
+    def done(i: int, reply: dict[str, Any]) -> None:
+        once = distinct(parts[i])
+        for j, (r, shape) in enumerate(zip(once, reply["shapes"])):
+            r.shape, r.n_eval = tuple(shape), int(shape[0])
+            if reply["floors"] is not None:
+                r.row_se = reply["floors"][j]
+        for w, s in zip(work[i], reply["stats"]):
+            measured.put(w.group, s)
+
+    requests = [part_request(parts[i], work[i], budget, floors[i]) for i in range(len(parts))]
+    return helpers.measure(requests, done)

@@ -1,0 +1,231 @@
+"""Blocks of stored runs measured in helper processes, so that aggregation uses every core.
+
+``stream.measure_all`` measures a campaign block by block. In one process its threads share one
+interpreter: fetching rows, decoding them and a block's many small NumPy calls hold it, so a
+second thread gains little (on 2 cores, 3 threads measured 50,000 records slower than one).
+When the runs are stored in a results database (a ``Store``: it has a ``url``) and there are
+at least ``MIN_RUNS`` of them, the parts go to helper processes (``driftlab.drift.helpers.main``
+in a fresh interpreter): each opens the database itself, reads its part's arrays, measures the
+part's groups with the same code (``stream._measure``) and sends back each group's ``GroupStats``
+and each run's shape (with a regression run's floor SEs). The parent sends run keys and group
+layouts only, and holds no arrays meanwhile; the numbers are those the parent would compute.
+
+- How many: ``DRIFTLAB_AGGREGATE_HELPERS`` (0: measure in this process), by default one per
+  usable core up to ``MAX_HELPERS``; none on a single core.
+- Started while the records are still being read (``expect``), so their start-up overlaps it.
+- The database URL reaches a helper through its standard input, never its command line.
+- A helper that dies (killed, out of memory) leaves its parts to the parent, which measures them
+  itself; an error a helper meets while measuring (the arrays gone, the database unreachable
+  past its retries) is raised in the parent as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+from typing import IO, Any, Sequence
+
+import numpy as np
+
+from driftlab import settings
+from driftlab.errors import BadInput
+
+MIN_RUNS = 2_000  # below this a helper's start-up (about 0.4 s) costs more than it saves
+MAX_HELPERS = 8
+_LENGTH = struct.Struct("!Q")
+
+
+def helper_count() -> int:
+    """``DRIFTLAB_AGGREGATE_HELPERS``, or one per usable core (at most MAX_HELPERS; 0 on one core)."""
+    raw = settings.AGGREGATE_HELPERS.raw()
+    if raw:
+        if not raw.isdigit():
+            raise BadInput(f"{settings.AGGREGATE_HELPERS.name}: '{raw}' is not a whole number >= 0; unset it, "
+                             "or use 0 to measure in the aggregating process itself")
+        return min(int(raw), 64)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 0 if cores < 2 else min(cores, MAX_HELPERS)
+
+
+def send(stream: IO[bytes], message: Any) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_LENGTH.pack(len(data)))
+    stream.write(data)
+    stream.flush()
+
+
+def receive(stream: IO[bytes]) -> Any:
+    head = stream.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        raise EOFError("the helper's pipe closed")
+    size = _LENGTH.unpack(head)[0]
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError("the helper's pipe closed mid-message")
+    return pickle.loads(data)
+
+
+def distinct(runs: Sequence[Any]) -> list[Any]:
+    """The runs once each, in order: a part's runs as its request lists them and its reply's shapes follow."""
+    return list({id(r): r for r in runs}.values())
+
+
+def part_request(runs: Sequence[Any], wanted: Sequence[Any], budget: int, floors: bool) -> dict[str, Any]:
+    """What a helper needs of a part: its distinct runs' keys, each wanted group as indices into them."""
+    once = distinct(runs)
+    index = {id(r): i for i, r in enumerate(once)}
+    groups = [(tuple(index[id(r)] for r in w.group), w.examples, w.corr) for w in wanted]
+    return {"runs": [(r.key, r.weights_kind) for r in once], "groups": groups, "budget": budget, "floors": floors}
+
+
+class Helpers:
+    """Helper processes measuring parts for one analysis (``with`` closes them)."""
+
+    def __init__(self, url: str, task: str, count: int, min_runs: int | None = None):
+        self.url, self.task, self.count = url, task, count
+        self.min_runs = MIN_RUNS if min_runs is None else min_runs
+        self.procs: list[subprocess.Popen] = []
+
+    @classmethod
+    def for_arrays(cls, arrays: Any, task: str) -> "Helpers | None":
+        """Helpers for an array source that is a results database, or None (records in memory, one core)."""
+        url = getattr(arrays, "url", None)
+        count = helper_count() if isinstance(url, str) else 0
+        return cls(url, task, count) if count else None
+
+    def __enter__(self) -> "Helpers":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def started(self) -> bool:
+        return bool(self.procs)
+
+    def expect(self, n_runs: int) -> None:
+        """Start the helpers once ``n_runs`` stored runs make them worth it (called while reading records)."""
+        if not self.procs and n_runs >= self.min_runs:
+            self.procs = [self._start() for _ in range(self.count)]
+
+    def _start(self) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-c", "from driftlab.drift.helpers import main; main()"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, close_fds=True)
+        try:
+            send(proc.stdin, {"url": self.url, "task": self.task})
+        except OSError:
+            pass  # it died at once: its thread finds out and leaves its parts to the parent
+        return proc
+
+    def measure(self, requests: Sequence[dict[str, Any]], done: Any) -> list[int]:
+        """Send each part's request to a free helper and call ``done(i, reply)`` with each reply (in this
+        process, one at a time). Returns the parts no helper measured (their helper died)."""
+        lock = threading.Lock()
+        todo = iter(range(len(requests)))
+        left: list[int] = []
+        errors: list[BaseException] = []
+
+        def serve(proc: subprocess.Popen) -> None:
+            while not errors:
+                with lock:
+                    i = next(todo, None)
+                if i is None:
+                    return
+                try:
+                    send(proc.stdin, requests[i])
+                    reply = receive(proc.stdout)
+                except (OSError, EOFError, pickle.UnpicklingError):
+                    with lock:
+                        left.append(i)
+                    return
+                with lock:
+                    if "error" in reply:
+                        errors.append(reply["error"])
+                        return
+                    done(i, reply)
+
+        threads = [threading.Thread(target=serve, args=(p,), name="driftlab-helper", daemon=True)
+                   for p in self.procs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        left += list(todo)  # every helper died before these were sent
+        return sorted(left)
+
+    def close(self) -> None:
+        for proc in self.procs:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+        self.procs = []
+
+
+# -- the helper process -------------------------------------------------------------------------------------------
+def _light_run(key: str, weights_kind: str | None) -> Any:
+    from driftlab.drift.runs import Run
+
+    return Run(key=key, profile="", init_seed=0, shuffle_seed=0, split_seed=0, repeat=0, deterministic=False,
+               metrics={}, loss=np.empty(0), predictions=None, labels=None, weights=None, weights_kind=weights_kind,
+               weights_digest=None, fit_s=None, n_eval=0, stored=True)
+
+
+def measure_request(store: Any, task: str, request: dict[str, Any]) -> dict[str, Any]:
+    """One part, measured: every group's GroupStats (in the request's order) and every run's shape."""
+    from driftlab.drift.comparisons import Wanted
+    from driftlab.drift.floors import row_ses
+    from driftlab.drift.groupstats import Measured, group_key
+    from driftlab.drift.stream import Reader, _measure
+
+    runs = [_light_run(key, kind) for key, kind in request["runs"]]
+    wanted = [Wanted([runs[j] for j in idx], examples, corr) for idx, examples, corr in request["groups"]]
+    measured = Measured(task)
+    reader = Reader(store, task)
+    with reader.holding(runs):
+        floors = [row_ses(r) for r in runs] if request["floors"] else None
+        _measure(wanted, measured, request["budget"])
+        shapes = [r.shape for r in runs]
+    return {"shapes": shapes, "floors": floors, "stats": [measured.table[group_key(w.group)] for w in wanted]}
+
+
+def main() -> None:
+    """Serve parts on stdin/stdout until stdin closes (see the module docstring)."""
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print goes to stderr, never into the replies
+    source = sys.stdin.buffer
+    try:
+        hello = receive(source)
+    except EOFError:
+        return
+    from driftlab.storage.store import Store
+
+    store = Store(hello["url"])
+    while True:
+        try:
+            request = receive(source)
+        except EOFError:
+            return
+        try:
+            reply = measure_request(store, hello["task"], request)
+        except Exception as exc:  # noqa: BLE001  the parent raises it as it is
+            try:
+                pickle.dumps(exc)
+            except Exception:  # noqa: BLE001
+                exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+            reply = {"error": exc}
+        send(out, reply)
+
