@@ -9,8 +9,10 @@ only one block's arrays in memory at a time.
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
-from typing import Any, Iterable, Sequence
+from functools import partial
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -19,8 +21,9 @@ from driftlab.drift.churn import example_stats
 from driftlab.drift.comparisons import wanted_groups
 from driftlab.drift.determinism import determinism_stats
 from driftlab.drift.floors import apply_regression_floor
-from driftlab.drift.helpers import Helpers
 from driftlab.drift.hardware import disagreement_matrix, profile_stats, versions
+from driftlab.drift.helpers import Helpers
+from driftlab.drift.memo import remembering
 from driftlab.drift.runs import Run, from_record
 from driftlab.drift.sources import SOURCES, comparison_mode, seed_noise, source_groups, source_stats
 from driftlab.drift.stream import BLOCK_BYTES, measure_all
@@ -103,6 +106,16 @@ def _read(records: Iterable[dict[str, Any]], task: str, helpers: Helpers | None 
     return runs, status, failed
 
 
+def _aside(pool: ThreadPoolExecutor, helpers: Helpers | None, decompose_with: Callable[[Any], Any]) -> Future:
+    """The variance decomposition: with helper processes, in ``pool``'s thread and its bootstrap in a helper (the
+    comparisons that follow keep this process busy on one core); else here, at once."""
+    if helpers is not None and helpers.started:
+        return pool.submit(decompose_with, partial(helpers.call, "variance_draws"))
+    done: Future = Future()
+    done.set_result(decompose_with(None))
+    return done
+
+
 def analyze(records: Iterable[dict[str, Any]], config: Any, *, reference: str,
             profiles: Sequence[str] | None = None, arrays: Any = None,
             block_bytes: int = BLOCK_BYTES) -> dict[str, Any]:
@@ -123,23 +136,35 @@ def analyze(records: Iterable[dict[str, Any]], config: Any, *, reference: str,
     Returns:
         The report body; schema ``driftlab.report/2`` (docs/report-schema.md).
     """
+    with remembering():  # each grouping of the runs listed once (driftlab.drift.memo)
+        return _analyze(records, config, reference=reference, profiles=profiles, arrays=arrays,
+                        block_bytes=block_bytes)
+
+
+def _analyze(records: Iterable[dict[str, Any]], config: Any, *, reference: str, profiles: Sequence[str] | None,
+             arrays: Any, block_bytes: int) -> dict[str, Any]:
     task, metric = config.task, config.metric
-    with (Helpers.for_arrays(arrays, task) or nullcontext()) as helpers:
+    with (Helpers.for_arrays(arrays, task) or nullcontext()) as helpers, ThreadPoolExecutor(1) as aside:
         runs, status, failed = _read(records, task, helpers)
         mode = comparison_mode(runs)
         measured = measure_all(runs, wanted_groups(runs, reference=reference, mode=mode), task=task, arrays=arrays,
                                block_bytes=block_bytes, helpers=helpers)
-    ref = [r for r in runs if r.profile == reference]
-    metric_names = sorted({m for r in ref for m in r.metrics}) or [metric]
-    common = dict(reference=reference, mode=mode, metric=metric, task=task)
-    sources = {s: source_stats(runs, s, metric_names=metric_names, measured=measured, **common) for s in SOURCES}
-    plan = plan_of(config, [reference] + [p for p in profiles if p != reference]) if profiles else None
-    _mark_planned(sources, plan)
-    seed = seed_noise(runs, sources, reference=reference, mode=mode, metric=metric)
-    hardware = profile_stats(runs, metric_names=metric_names, seed=seed, measured=measured, **common)
-    for prof in (plan or {}).get("profiles", [])[1:]:  # a planned profile none of whose runs finished
-        hardware.setdefault(prof, {"compared": 0, "note": "planned, but none of its runs finished"})
-    profiles = [reference] + sorted({r.profile for r in runs} - {reference})
+        ref = [r for r in runs if r.profile == reference]
+        metric_names = sorted({m for r in ref for m in r.metrics}) or [metric]
+        common = dict(reference=reference, mode=mode, metric=metric, task=task)
+        sources = {s: source_stats(runs, s, metric_names=metric_names, measured=measured, **common) for s in SOURCES}
+        plan = plan_of(config, [reference] + [p for p in profiles if p != reference]) if profiles else None
+        _mark_planned(sources, plan)
+        variance = _aside(aside, helpers, lambda draw: decompose(runs, reference=reference, mode=mode, metric=metric,
+                                                                  sources=sources, draw=draw))
+        seed = seed_noise(runs, sources, reference=reference, mode=mode, metric=metric)
+        hardware = profile_stats(runs, metric_names=metric_names, seed=seed, measured=measured, **common)
+        for prof in (plan or {}).get("profiles", [])[1:]:  # a planned profile none of whose runs finished
+            hardware.setdefault(prof, {"compared": 0, "note": "planned, but none of its runs finished"})
+        determinism = determinism_stats(runs, reference=reference, metric=metric, task=task, measured=measured)
+        profiles = [reference] + sorted({r.profile for r in runs} - {reference})
+        matrix = disagreement_matrix(runs, mode=mode, task=task, profiles=profiles, measured=measured)
+        variance = variance.result()
     n_eval = ref[0].n_eval if ref else 0
     mean_metric = float(np.mean([r.metrics[metric] for r in ref if metric in r.metrics])) if ref else None
     result: dict[str, Any] = {
@@ -157,10 +182,10 @@ def analyze(records: Iterable[dict[str, Any]], config: Any, *, reference: str,
                    "noise_floor": stats.noise_floor(mean_metric, n_eval) if metric == "accuracy" else None},
         "sources": sources,
         "seed_noise": seed,
-        "variance": decompose(runs, reference=reference, mode=mode, metric=metric, sources=sources),
-        "determinism": determinism_stats(runs, reference=reference, metric=metric, task=task, measured=measured),
+        "variance": variance,
+        "determinism": determinism,
         "hardware": hardware,
-        "disagreement_matrix": disagreement_matrix(runs, mode=mode, task=task, profiles=profiles, measured=measured),
+        "disagreement_matrix": matrix,
         "curves": _curves(runs, reference=reference, mode=mode),
         "profiles": profiles,
         "versions": {p: versions(next(r.fingerprint for r in runs if r.profile == p)) for p in profiles

@@ -9,10 +9,12 @@ import numpy as np
 
 from driftlab.drift import stats
 from driftlab.drift.groupstats import Measured
+from driftlab.drift.memo import remembered
 from driftlab.drift.pairs import compare
 from driftlab.drift.runs import Run
 
 
+@remembered
 def repeat_groups(runs: Sequence[Run], deterministic: bool) -> list[list[Run]]:
     """Repeats of one point (profile, seeds) with determinism on or off; groups of two or more."""
     groups: dict[tuple, list[Run]] = defaultdict(list)
@@ -42,6 +44,7 @@ def verdict(on: dict[str, Any], off: dict[str, Any]) -> str:
     return "removes" if on["identical_share"] == 1.0 else "partial"
 
 
+@remembered
 def switch_pairs(runs: Sequence[Run], *, reference: str) -> list[list[Run]]:
     """[determinism on, off] runs of the reference at the same (seeds, repeat), in that point order."""
     points: dict[tuple, dict[bool, Run]] = defaultdict(dict)

@@ -16,6 +16,7 @@ import numpy as np
 
 from driftlab.drift import stats
 from driftlab.drift.groupstats import Measured
+from driftlab.drift.memo import remembered
 from driftlab.drift.pairs import compare
 from driftlab.drift.runs import Run
 
@@ -42,6 +43,7 @@ def _points(runs: Sequence[Run], mode: bool) -> dict[tuple, dict[str, Run]]:
     return points
 
 
+@remembered
 def profile_pairs(runs: Sequence[Run], *, reference: str, mode: bool) -> dict[str, list[list[Run]]]:
     """Per profile besides the reference, its runs paired with the reference's at the same seeds [ref, profile]."""
     points = _points(runs, mode)
@@ -81,6 +83,7 @@ def profile_stats(runs: Sequence[Run], *, reference: str, mode: bool, metric: st
     return out
 
 
+@remembered
 def matrix_groups(runs: Sequence[Run], *, mode: bool, profiles: Sequence[str]) -> dict[tuple[str, str], list[list[Run]]]:
     """The groups of each cell of the disagreement matrix (see ``disagreement_matrix``)."""
     points = _points(runs, mode)

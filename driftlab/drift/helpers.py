@@ -17,6 +17,9 @@ layouts only, and holds no arrays meanwhile; the numbers are those the parent wo
 - A helper that dies (killed, out of memory) leaves its parts to the parent, which measures them
   itself; an error a helper meets while measuring (the arrays gone, the database unreachable
   past its retries) is raised in the parent as it is.
+- Once the parts are measured the helpers are idle while the parent compares the groups: the
+  variance shares' bootstrap (``variance.factorial_draws``) runs in one of them meanwhile
+  (``call``), on the core the parent leaves free.
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ class Helpers:
         self.url, self.task, self.count = url, task, count
         self.min_runs = MIN_RUNS if min_runs is None else min_runs
         self.procs: list[subprocess.Popen] = []
+        self._call_lock = threading.Lock()
 
     @classmethod
     def for_arrays(cls, arrays: Any, task: str) -> "Helpers | None":
@@ -159,6 +163,22 @@ class Helpers:
         left += list(todo)  # every helper died before these were sent
         return sorted(left)
 
+    def call(self, name: str, *args: Any) -> Any:
+        """``CALLS[name](*args)`` in a helper (the first one alive), or here when none is."""
+        with self._call_lock:
+            for proc in self.procs:
+                if proc.poll() is not None:
+                    continue
+                try:
+                    send(proc.stdin, {"call": name, "args": args})
+                    reply = receive(proc.stdout)
+                except (OSError, EOFError, pickle.UnpicklingError):
+                    continue
+                if "error" in reply:
+                    raise reply["error"]
+                return reply["value"]
+        return _callable(name)(*args)
+
     def close(self) -> None:
         for proc in self.procs:
             try:
@@ -176,6 +196,17 @@ class Helpers:
 
 
 # -- the helper process -------------------------------------------------------------------------------------------
+#: What ``Helpers.call`` may run in a helper: pure NumPy work the stage would otherwise do alone on one core.
+CALLS = {"variance_draws": ("driftlab.drift.variance", "factorial_draws")}
+
+
+def _callable(name: str) -> Any:
+    import importlib
+
+    module, attr = CALLS[name]
+    return getattr(importlib.import_module(module), attr)
+
+
 def _light_run(key: str, weights_kind: str | None) -> Any:
     from driftlab.drift.runs import Run
 
@@ -220,7 +251,10 @@ def main() -> None:
         except EOFError:
             return
         try:
-            reply = measure_request(store, hello["task"], request)
+            if "call" in request:
+                reply = {"value": _callable(request["call"])(*request["args"])}
+            else:
+                reply = measure_request(store, hello["task"], request)
         except Exception as exc:  # noqa: BLE001  the parent raises it as it is
             try:
                 pickle.dumps(exc)

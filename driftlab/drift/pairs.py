@@ -122,19 +122,18 @@ class PairStats:
         self.sqdiff_sum += float(spread.sum()) if k == 2 else float(np.sum(spread)) * npairs
         if self.task == "classification" and all(s.disagree is not None for s in stats):
             self.disagree_sum += float(np.sum(np.array([s.disagree for s in stats])))
-        for g, s in zip(groups, stats):
-            self.max_abs = max(self.max_abs, s.max_abs)
-            digests = Counter(r.weights_digest for r in g if r.weights_digest)
-            self.identical_pairs += sum(_pair_count(m) for m in digests.values())
-            if self.corr_groups < CORRELATION_MAX_GROUPS:
-                self.corr_sum, self.corr_count = self.corr_sum + s.corr[0], self.corr_count + s.corr[1]
-                self.corr_groups += 1
+        self.max_abs = max(self.max_abs, max(s.max_abs for s in stats))
+        self.identical_pairs += identical_pairs(groups)
+        for s in stats[:max(0, CORRELATION_MAX_GROUPS - self.corr_groups)]:
+            self.corr_sum, self.corr_count = self.corr_sum + s.corr[0], self.corr_count + s.corr[1]
+            self.corr_groups += 1
+        for s in stats:  # each sum in the groups' order, as one loop over the groups added them
             if s.weights is not None:
                 self.wdist_sq_sum += s.weights[0]
                 self.wpairs += npairs
                 self.wnorm_sum += s.weights[1]
                 self.wnorm_count += k
-        length = min(len(r.loss) for g in groups for r in g)
+        length = min(map(len, (r.loss for g in groups for r in g)))
         if length:
             epochs = parting_epochs(np.array([[r.loss[:length] for r in g] for g in groups], dtype=np.float64))
             parted = epochs[epochs > 0]
@@ -162,6 +161,17 @@ class PairStats:
             "first_parting_epoch": self.parting,
             "parted_share": self.parted_groups / self.groups if self.groups else None,
         }
+
+
+def identical_pairs(groups: Sequence[Sequence[Run]]) -> int:
+    """Pairs of runs inside the groups whose weights have the same digest (a run without one matches none)."""
+    if len(groups[0]) == 2:
+        return sum(1 for a, b in groups if a.weights_digest and a.weights_digest == b.weights_digest)
+    total = 0
+    for g in groups:
+        digests = Counter(r.weights_digest for r in g if r.weights_digest)
+        total += sum(_pair_count(m) for m in digests.values())
+    return total
 
 
 def compare(groups: Sequence[Sequence[Run]], task: str, measured: Measured | None = None) -> dict[str, object]:

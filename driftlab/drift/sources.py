@@ -22,6 +22,7 @@ import numpy as np
 
 from driftlab.drift import stats
 from driftlab.drift.groupstats import Measured
+from driftlab.drift.memo import remembered
 from driftlab.drift.pairs import compare
 from driftlab.drift.runs import Run
 
@@ -51,6 +52,7 @@ def _grouped(runs: Sequence[Run], key: Callable[[Run], tuple]) -> list[list[Run]
     return [sorted(g, key=lambda r: (r.profile, r.seeds, r.repeat)) for g in groups.values() if len(g) >= 2]
 
 
+@remembered
 def source_groups(runs: Sequence[Run], source: str, reference: str, mode: bool) -> list[list[Run]]:
     """Groups of runs that differ only in ``source`` (see module docstring)."""
     ref = [r for r in runs if r.profile == reference]

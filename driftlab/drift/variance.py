@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -55,8 +55,9 @@ def _factorial(runs: Sequence[Run], *, reference: str, mode: bool, metric: str) 
 
 
 def decompose(runs: Sequence[Run], *, reference: str, mode: bool, metric: str,
-              sources: dict[str, Any]) -> dict[str, Any]:
-    """Shares of the metric's variance by source, with the method used and the raw terms."""
+              sources: dict[str, Any], draw: Callable[..., Any] | None = None) -> dict[str, Any]:
+    """Shares of the metric's variance by source, with the method used and the raw terms (``draw``: what
+    runs :func:`factorial_draws`, e.g. a helper process)."""
     table = _factorial(runs, reference=reference, mode=mode, metric=metric)
     nondet = sources.get("nondeterminism", {})
     nondet_var = nondet["metric_sd"] ** 2 if nondet.get("varied") and nondet.get("metric_sd") is not None else None
@@ -83,7 +84,7 @@ def decompose(runs: Sequence[Run], *, reference: str, mode: bool, metric: str,
         method = FACTORIAL_METHOD.format(factors=" × ".join(table["names"]), r=table["repeats"])
         design = "factorial"
         levels = dict(zip(table["names"], table["y"].shape))
-        draws = _factorial_draws(res, table, mode, nondet_var, nondet.get("metric_df") or 0)
+        draws = (draw or factorial_draws)(res, table, mode, nondet_var, nondet.get("metric_df") or 0)
     else:
         grouped = {g: None for g in GROUPS}
         for s in ("init", "shuffle", "split", "hardware", "nondeterminism"):
@@ -120,7 +121,7 @@ def _shares_of(draws: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: np.where(total > 0, v / safe, np.nan) for k, v in draws.items()}
 
 
-def _factorial_draws(res: dict[str, Any], table: dict[str, Any], mode: bool, nondet_var: float | None,
+def factorial_draws(res: dict[str, Any], table: dict[str, Any], mode: bool, nondet_var: float | None,
                      nondet_df: int) -> dict[str, np.ndarray] | None:
     """Shares re-estimated on tables drawn from the fitted model (the same estimator as the report)."""
     y = table["y"]
