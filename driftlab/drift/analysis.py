@@ -164,6 +164,7 @@ def _analyze(records: Iterable[dict[str, Any]], config: Any, *, reference: str, 
         determinism = determinism_stats(runs, reference=reference, metric=metric, task=task, measured=measured)
         profiles = [reference] + sorted({r.profile for r in runs} - {reference})
         matrix = disagreement_matrix(runs, mode=mode, task=task, profiles=profiles, measured=measured)
+        examples = example_stats(runs, reference=reference, mode=mode, task=task, sources=sources, measured=measured)
         variance = variance.result()
     n_eval = ref[0].n_eval if ref else 0
     mean_metric = float(np.mean([r.metrics[metric] for r in ref if metric in r.metrics])) if ref else None
@@ -193,7 +194,7 @@ def _analyze(records: Iterable[dict[str, Any]], config: Any, *, reference: str, 
         "budgets": config.tolerances.model_dump(mode="json"),
     }
     apply_regression_floor(result, runs, reference=reference, mode=mode, metric=metric)
-    result.update(example_stats(runs, reference=reference, mode=mode, task=task, sources=sources, measured=measured))
+    result.update(examples)
     result["gate"] = gate.evaluate(config.tolerances, result, task=task)
     result["summary"] = summarize(result)
     return result

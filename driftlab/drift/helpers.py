@@ -125,11 +125,12 @@ class Helpers:
             pass  # it died at once: its thread finds out and leaves its parts to the parent
         return proc
 
-    def measure(self, requests: Sequence[dict[str, Any]], done: Any) -> list[int]:
-        """Send each part's request to a free helper and call ``done(i, reply)`` with each reply (in this
-        process, one at a time). Returns the parts no helper measured (their helper died)."""
+    def measure(self, parts: int, request: Any, done: Any) -> list[int]:
+        """Send each part's ``request(i)`` to a free helper (built as it is sent, so that the first helpers start
+        at once) and call ``done(i, reply)`` with each reply (one at a time). Returns the parts no helper
+        measured (their helper died)."""
         lock = threading.Lock()
-        todo = iter(range(len(requests)))
+        todo = iter(range(parts))
         left: list[int] = []
         errors: list[BaseException] = []
 
@@ -139,8 +140,9 @@ class Helpers:
                     i = next(todo, None)
                 if i is None:
                     return
+                message = request(i)
                 try:
-                    send(proc.stdin, requests[i])
+                    send(proc.stdin, message)
                     reply = receive(proc.stdout)
                 except (OSError, EOFError, pickle.UnpicklingError):
                     with lock:

@@ -264,5 +264,4 @@ def _in_helpers(helpers: Any, parts: Sequence[Sequence[Run]], work: Sequence[Seq
         for w, s in zip(work[i], reply["stats"]):
             measured.put(w.group, s)
 
-    requests = [part_request(parts[i], work[i], budget, floors[i]) for i in range(len(parts))]
-    return helpers.measure(requests, done)
+    return helpers.measure(len(parts), lambda i: part_request(parts[i], work[i], budget, floors[i]), done)
