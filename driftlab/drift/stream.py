@@ -9,7 +9,9 @@ labels and weights are read (``arrays.iter_arrays``, e.g. a ``Store``) only here
    can, so that each holds whole seed points and, where they fit, whole levels of outer seeds.
 2. Block by block: every wanted group whose runs all lie in the block is measured (all profile,
    repeat and determinism comparisons: they stay at one seed point; the groups of the inner
-   seeds), and the block's arrays are released. THREADS blocks are read and measured at once.
+   seeds), and the block's arrays are released. THREADS blocks are read and measured at once;
+   with helper processes (``driftlab.drift.helpers``: stored runs, enough of them) one block per
+   helper instead, each helper reading its block's arrays itself.
 3. The groups that span blocks (the outermost seed's: its levels run across the campaign) are
    then measured a batch of groups at a time, their runs' arrays read again.
 
