@@ -64,6 +64,13 @@ def truth_labels(run: Run) -> np.ndarray | None:
     return t.astype(np.int64) if t.shape[0] == run.labels.shape[0] else None
 
 
+def _row_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per row, the dot product of ``a``'s and ``b``'s rows; each row summed on its own, so that a group's
+    number does not depend on which groups share its batch (``einsum`` may take another summation order,
+    or BLAS, for another number of rows: the last digits of a report would then follow the core count)."""
+    return np.multiply(a, b).sum(axis=-1)
+
+
 def correlation_sums(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per group, the sum and count of pairwise Pearson correlations; flat is (groups, k, m)."""
     x = flat[:, :CORRELATION_MAX_RUNS]
@@ -74,10 +81,10 @@ def correlation_sums(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for i, j in itertools.combinations(range(x.shape[1]), 2):
         ok = (norms[:, i] > 0) & (norms[:, j] > 0)
         if ok.all():  # views, no copies
-            total += np.einsum("gm,gm->g", centered[:, i], centered[:, j]) / (norms[:, i] * norms[:, j])
+            total += _row_dots(centered[:, i], centered[:, j]) / (norms[:, i] * norms[:, j])
             count += 1
         elif ok.any():
-            dots = np.einsum("gm,gm->g", centered[ok, i], centered[ok, j])
+            dots = _row_dots(centered[ok, i], centered[ok, j])
             total[ok] += dots / (norms[ok, i] * norms[ok, j])
             count[ok] += 1
         # A constant prediction has no correlation; two identical constants count as 1.
@@ -167,7 +174,7 @@ def _spread(groups: Sequence[Sequence[Run]], k: int, m: int, flat: np.ndarray | 
                 for i, (a, b) in enumerate(groups[lo:hi]):
                     np.subtract(np.asarray(a.predictions).reshape(-1), np.asarray(b.predictions).reshape(-1),
                                 out=d[i], dtype=np.float64)
-            sqdiff[lo:hi] = np.einsum("gm,gm->g", d, d) / m
+            sqdiff[lo:hi] = _row_dots(d, d) / m
             max_abs[lo:hi] = np.max(np.abs(d), axis=1)
         else:
             part = flat[lo:hi]

@@ -162,3 +162,50 @@ def test_the_helpers_setting_is_checked(monkeypatch, value):
         helper_count()
     monkeypatch.setenv(settings.AGGREGATE_HELPERS.name, "3")
     assert helper_count() == 3
+
+
+def test_a_groups_numbers_do_not_depend_on_the_groups_measured_with_it():
+    """The helper count sets the block size, so which groups share a batch: each group's numbers must not move."""
+    import numpy as np
+
+    from driftlab.drift.groupstats import measure
+    from driftlab.drift.runs import Run
+
+    rng = np.random.default_rng(7)
+
+    def run(i: int) -> Run:
+        p = rng.random((1000, 10)).astype(np.float32)
+        return Run(key=str(i), profile="ref", init_seed=i, shuffle_seed=0, split_seed=0, repeat=0, deterministic=True,
+                   metrics={}, loss=np.empty(0), predictions=p, labels=p.argmax(1), weights=None, weights_kind=None,
+                   weights_digest=None, fit_s=None, n_eval=1000)
+
+    for k in (2, 3):
+        groups = [[run(10 * g + j) for j in range(k)] for g in range(7)]
+        together = measure(groups, "classification", corr=True)
+        alone = [measure([g], "classification", corr=True)[0] for g in groups]
+        for a, b in zip(together, alone):
+            assert (a.sqdiff, a.max_abs, a.disagree, a.corr) == (b.sqdiff, b.max_abs, b.disagree, b.corr), k
+    # Control: the einsum these sums replaced gives other last digits for a row in a batch than alone.
+    x, y = rng.random((7, 10_000)), rng.random((7, 10_000))
+    assert (np.einsum("gm,gm->g", x, y) != [np.einsum("m,m->", a, b) for a, b in zip(x, y)]).any()
+
+
+def test_the_report_is_the_same_for_any_helper_count(tmp_path, monkeypatch):
+    from driftlab import settings
+    from driftlab.config import ExperimentConfig
+    from driftlab.drift import helpers
+    from support.synthetic import SyntheticPlan, generate
+
+    monkeypatch.setattr(helpers, "MIN_RUNS", 0)
+    plan = SyntheticPlan(init=tuple(range(6)), shuffle=tuple(range(4)), split=(0, 1), repeats=2,
+                         profiles=("ref", "b"), n_eval=1000, n_classes=10,
+                         sigmas={"init": 0.01, "shuffle": 0.01, "hardware": 0.01, "nondeterminism": 0.01})
+    store = stored(f"sqlite:///{tmp_path / 'r.sqlite'}", generate(plan))
+    config = ExperimentConfig.model_validate({"name": "golden", "dataset": {"name": "digits"},
+                                             "profiles": {"auto": True}})
+    reports = []
+    for count in ("0", "1", "3"):
+        monkeypatch.setenv(settings.AGGREGATE_HELPERS.name, count)
+        reports.append(from_store(store, config, None, block_bytes=4 * 2 ** 20))
+    assert reports[0]["sources"]["init"]["correlation"] is not None
+    assert reports[1] == reports[0] and reports[2] == reports[0]
