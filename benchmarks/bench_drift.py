@@ -36,7 +36,7 @@ PROFILES = ("ref", "b", "c")
 CAMPAIGN = "bench"
 DB_DIR = Path(tempfile.gettempdir()) / "driftlab-bench-drift"
 SAVE_CHUNK = 1000  # records per Store.save_runs transaction while building a database
-STORE_FORMAT = "plain-predictions"  # in the database's name: one built by an older Store is not reused
+STORE_FORMAT = "scan-index"  # in the database's name: one built by an older Store is not reused
 
 
 def plan_for(n_records: int):

@@ -125,6 +125,10 @@ runs = sa.Table(
     # driftlab.config.plan_hash of the experiment that planned the run (NULL: recorded before version 2).
     sa.Column("plan_hash", sa.String(32)),
     sa.Index("ix_driftlab_runs_exp_campaign", "experiment_id", "campaign"),
+    # A campaign's runs in key order (iter_runs) without a sort, and the columns stored after the arrays read
+    # from the index: SQLite would otherwise walk every run's array pages to reach them (0.4 s at 50,000 runs).
+    sa.Index("ix_driftlab_runs_scan", "experiment_id", "campaign", "plan_hash", "key", "weights_kind", "n_params",
+             "created_at"),
 )
 
 reports = sa.Table(
@@ -261,7 +265,7 @@ class Store:
                 time.sleep(0.2 * (attempt + 1))
 
     def _migrate(self) -> None:
-        """Bring older driftlab tables to this schema: add the nullable columns and unique indexes added since.
+        """Bring older driftlab tables to this schema: add the nullable columns and the indexes added since.
 
         A table counts as driftlab's when it has every column it had in version 1; anything else is
         left for ``_check_columns`` to refuse. Rows are never touched.
@@ -278,9 +282,17 @@ class Store:
                 if name not in present:
                     self._add_column(table.c[name])
             for index in table.indexes:
-                if index.unique and index.name not in indexes:
-                    with self.engine.begin() as conn:
-                        conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
+                if index.name not in indexes:
+                    self._add_index(index)
+
+    def _add_index(self, index: sa.Index) -> None:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
+        except sa.exc.DatabaseError:
+            with self.engine.connect() as conn:  # another process opening the database made it first
+                if index.name not in {ix["name"] for ix in sa.inspect(conn).get_indexes(index.table.name)}:
+                    raise
 
     def _add_column(self, column: sa.Column) -> None:
         quote = self.engine.dialect.identifier_preparer.quote

@@ -185,7 +185,7 @@ def test_a_version_2_database_upgrades_in_place_keeping_its_rows(database_url):
     store.start_execution("exp", "c", "h", "{}")
     store.save_report("exp", "c", "PASS", {"summary": ["kept"]})
     with store.engine.begin() as conn:  # make it look like a version-2 database
-        for index in ("ux_driftlab_executions_request", "ux_driftlab_reports_request"):
+        for index in ("ux_driftlab_executions_request", "ux_driftlab_reports_request", "ix_driftlab_runs_scan"):
             conn.execute(sa.text(f"DROP INDEX {index}"))
         for table, columns in (("driftlab_executions", ("last_seen", "owner_host", "owner_pid", "owner_start",
                                                         "request_id")), ("driftlab_reports", ("request_id",))):
@@ -201,6 +201,7 @@ def test_a_version_2_database_upgrades_in_place_keeping_its_rows(database_url):
         assert {"last_seen", "owner_host", "owner_pid", "owner_start", "request_id"} <= {
             c["name"] for c in inspector.get_columns("driftlab_executions")}
         assert "ux_driftlab_reports_request" in {ix["name"] for ix in inspector.get_indexes("driftlab_reports")}
+        assert "ix_driftlab_runs_scan" in {ix["name"] for ix in inspector.get_indexes("driftlab_runs")}
         version = conn.execute(sa.text("SELECT value FROM driftlab_meta WHERE key = 'schema_version'")).scalar_one()
     assert version == str(SCHEMA_VERSION) == "3"
     assert [r["report"] for r in upgraded.iter_reports("exp")] == [{"summary": ["kept"]}], "rows kept"

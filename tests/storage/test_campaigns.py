@@ -88,9 +88,11 @@ def test_version_1_tables_gain_the_plan_column_in_place(tmp_path):
     Store(url)
     engine = sa.create_engine(url)
     with engine.begin() as conn:  # make it look like a version-1 database holding a run
+        conn.execute(sa.text("DROP INDEX ix_driftlab_runs_scan"))  # made with the column, after version 3
         conn.execute(sa.text("ALTER TABLE driftlab_runs DROP COLUMN plan_hash"))
         conn.execute(sa.text("UPDATE driftlab_meta SET value='1' WHERE key='schema_version'"))
     store = Store(url)
     assert "plan_hash" in {c["name"] for c in sa.inspect(store.engine).get_columns("driftlab_runs")}
+    assert "ix_driftlab_runs_scan" in {ix["name"] for ix in sa.inspect(store.engine).get_indexes("driftlab_runs")}
     spec = dataclasses.replace(record(store, CONFIG, "c")[0])
     assert spec.plan
