@@ -13,7 +13,8 @@ layouts only, and holds no arrays meanwhile; the numbers are those the parent wo
 - How many: ``DRIFTLAB_AGGREGATE_HELPERS`` (0: measure in this process), by default one per
   usable core up to ``MAX_HELPERS``; none on a single core.
 - Started while the records are still being read (``expect``), so their start-up overlaps it.
-- The database URL reaches a helper through its standard input, never its command line.
+- The database URL, and any credential the environment holds (``storage.secret_env``), reach a
+  helper through its standard input, never its command line or its environment.
 - A helper that dies (killed, out of memory) leaves its parts to the parent, which measures them
   itself; an error a helper meets while measuring (the arrays gone, the database unreachable
   past its retries) is raised in the parent as it is.
@@ -117,13 +118,32 @@ class Helpers:
             self.procs = [self._start() for _ in range(self.count)]
 
     def _start(self) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-c", "from driftlab.drift.helpers import main; main()"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, close_fds=True)
+        from driftlab.storage.secret_env import child_env, secrets_in
+
+        # Started without any credential in its environment (another process of the user may read a
+        # process's /proc/<pid>/environ); the URL and the credentials it needs arrive through the pipe.
+        proc = subprocess.Popen([sys.executable, "-c", "from driftlab.drift.helpers import main; main()"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True, env=child_env())
         try:
-            send(proc.stdin, {"url": self.url, "task": self.task})
+            send(proc.stdin, {"url": self.url, "task": self.task, "secrets": secrets_in(os.environ)})
         except OSError:
             pass  # it died at once: its thread finds out and leaves its parts to the parent
         return proc
+
+    def measure_parts(self, parts: Sequence[Sequence[Any]], work: Sequence[Sequence[Any]], measured: Any,
+                      budget: int, floors: Sequence[bool]) -> list[int]:
+        """Measure ``parts`` (runs) for their ``work`` (``Wanted`` groups) into ``measured``, each run given its
+        shape (and, where ``floors``, its regression floor SEs); returns the parts left to measure in this
+        process (their helper died)."""
+        def done(i: int, reply: dict[str, Any]) -> None:
+            for j, (r, shape) in enumerate(zip(distinct(parts[i]), reply["shapes"])):
+                r.shape, r.n_eval = tuple(shape), int(shape[0])
+                if reply["floors"] is not None:
+                    r.row_se = reply["floors"][j]
+            for w, s in zip(work[i], reply["stats"]):
+                measured.put(w.group, s)
+
+        return self.measure(len(parts), lambda i: part_request(parts[i], work[i], budget, floors[i]), done)
 
     def measure(self, parts: int, request: Any, done: Any) -> list[int]:
         """Send each part's ``request(i)`` to a free helper (built as it is sent, so that the first helpers start
@@ -244,6 +264,7 @@ def main() -> None:
         hello = receive(source)
     except EOFError:
         return
+    os.environ.update(hello["secrets"])  # after start-up: never in this process's /proc/<pid>/environ
     from driftlab.storage.store import Store
 
     store = Store(hello["url"])

@@ -242,28 +242,11 @@ def measure_all(runs: Sequence[Run], wanted: Sequence[Wanted], *, task: str, arr
         _measure(work[i], measured, block_bytes)
 
     if fanned:
-        left = _in_helpers(helpers, parts, work, measured, block_bytes, floors=[floors and i < len(blocks)
-                                                                                for i in range(len(parts))])
+        left = helpers.measure_parts(parts, work, measured, block_bytes,
+                                     floors=[floors and i < len(blocks) for i in range(len(parts))])
         reader.each_held([parts[i] for i in left], lambda j: measure_part(left[j]), 1)
         return measured
     reader.each_held(blocks, measure_part, _threads(blocks, budget, guess))
     reader.each_held(parts[len(blocks):], lambda j: measure_part(len(blocks) + j),
                      _threads(parts[len(blocks):], budget, guess))
     return measured
-
-
-def _in_helpers(helpers: Any, parts: Sequence[Sequence[Run]], work: Sequence[Sequence[Wanted]], measured: Measured,
-                budget: int, floors: Sequence[bool]) -> list[int]:
-    """Measure the parts in the helper processes; returns the parts left to measure here (a helper died)."""
-    from driftlab.drift.helpers import distinct, part_request
-
-    def done(i: int, reply: dict[str, Any]) -> None:
-        once = distinct(parts[i])
-        for j, (r, shape) in enumerate(zip(once, reply["shapes"])):
-            r.shape, r.n_eval = tuple(shape), int(shape[0])
-            if reply["floors"] is not None:
-                r.row_se = reply["floors"][j]
-        for w, s in zip(work[i], reply["stats"]):
-            measured.put(w.group, s)
-
-    return helpers.measure(len(parts), lambda i: part_request(parts[i], work[i], budget, floors[i]), done)

@@ -129,13 +129,15 @@ def test_an_error_a_helper_meets_is_raised_as_it_is(tmp_path, monkeypatch, fanne
         from_store(store, config, profiles)
 
 
-def test_the_database_url_reaches_helpers_by_pipe_only(tmp_path, monkeypatch, fanned, attaches):
+def test_the_database_url_and_credentials_reach_helpers_by_pipe_only(tmp_path, monkeypatch, fanned, attaches):
     from driftlab import settings
     from driftlab.drift import helpers
 
     mark = "urlmark-7c1f"
     url = f"sqlite:///{tmp_path / mark}.sqlite"
-    monkeypatch.delenv(settings.DB_URL.name, raising=False)
+    secret = "pw-9e2d"  # a credential in the stage's environment, as DRIFTLAB_DB_URL or libpq's PGPASSWORD
+    monkeypatch.setenv(settings.DB_URL.name, f"postgresql://driftlab:{secret}@db.invalid:5432/driftlab")
+    monkeypatch.setenv("PGPASSWORD", secret)
     seen = []
     expect = helpers.Helpers.expect
 
@@ -145,9 +147,19 @@ def test_the_database_url_reaches_helpers_by_pipe_only(tmp_path, monkeypatch, fa
             seen.append(Path(f"/proc/{proc.pid}/cmdline").read_bytes() + Path(f"/proc/{proc.pid}/environ").read_bytes())
 
     monkeypatch.setattr(helpers.Helpers, "expect", look)
+    hellos = []
+    send = helpers.send
+
+    def spy(stream, message):
+        if "task" in message:
+            hellos.append(message)
+        send(stream, message)
+
+    monkeypatch.setattr(helpers, "send", spy)
     records, config, profiles, want = in_memory("factorial")
     assert from_store(stored(url, records), config, profiles) == want
-    assert len(seen) == 2 and not any(mark.encode() in s for s in seen)
+    assert [h["secrets"]["PGPASSWORD"] for h in hellos] == [secret, secret], "what libpq would need, by pipe"
+    assert len(seen) == 2 and not any(mark.encode() in s or secret.encode() in s for s in seen)
     assert attaches[0] == 1, "control: the helpers did open that database (they read every other run)"
 
 
