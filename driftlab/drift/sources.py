@@ -86,14 +86,16 @@ def crossed_table(groups: Sequence[Sequence[Run]], source: str, metric: str) -> 
     runs = [r for g in groups for r in g if metric in r.metrics]
     if not runs:
         return None
+    held = [_key(r, source) for r in runs]
     levels = sorted({_level(r, source) for r in runs}, key=str)
-    keys = [sorted({_key(r, source)[j] for r in runs}) for j in range(len(_key(runs[0], source)))]
+    keys = [sorted({k[j] for k in held}) for j in range(len(held[0]))]
     shape = (len(levels), *[len(k) for k in keys])
     if len(runs) != int(np.prod(shape)):
         return None
+    at = [{v: i for i, v in enumerate(axis)} for axis in (levels, *keys)]  # each level's position on its axis
     y = np.full(shape, np.nan)
-    for r in runs:
-        idx = (levels.index(_level(r, source)), *[keys[j].index(x) for j, x in enumerate(_key(r, source))])
+    for r, k in zip(runs, held):
+        idx = (at[0][_level(r, source)], *[at[j + 1][x] for j, x in enumerate(k)])
         if not np.isnan(y[idx]):
             return None
         y[idx] = r.metrics[metric]
