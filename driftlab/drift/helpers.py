@@ -44,14 +44,17 @@ _LENGTH = struct.Struct("!Q")
 
 
 def helper_count() -> int:
-    """``DRIFTLAB_AGGREGATE_HELPERS``, or one per usable core (at most MAX_HELPERS; 0 on one core)."""
+    """``DRIFTLAB_AGGREGATE_HELPERS``, or one per usable core (affinity and a pod's CPU limit; at most
+    MAX_HELPERS; none on one core)."""
     raw = settings.AGGREGATE_HELPERS.raw()
     if raw:
         if not raw.isdigit():
             raise BadInput(f"{settings.AGGREGATE_HELPERS.name}: '{raw}' is not a whole number >= 0; unset it, "
                              "or use 0 to measure in the aggregating process itself")
         return min(int(raw), 64)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from driftlab.runs.executor import available_cpus  # affinity, capped by a pod's CPU limit
+
+    cores = available_cpus()
     return 0 if cores < 2 else min(cores, MAX_HELPERS)
 
 

@@ -221,3 +221,15 @@ def test_the_report_is_the_same_for_any_helper_count(tmp_path, monkeypatch):
         reports.append(from_store(store, config, None, block_bytes=4 * 2 ** 20))
     assert reports[0]["sources"]["init"]["correlation"] is not None
     assert reports[1] == reports[0] and reports[2] == reports[0]
+
+
+def test_by_default_one_helper_per_usable_core_and_none_on_one(monkeypatch):
+    from driftlab import settings
+    from driftlab.drift.helpers import MAX_HELPERS, helper_count
+    from driftlab.runs import executor
+
+    monkeypatch.delenv(settings.AGGREGATE_HELPERS.name, raising=False)
+    for cores, want in ((1, 0), (2, 2), (3, 3), (64, MAX_HELPERS)):
+        monkeypatch.setattr(executor, "available_cpus", lambda cores=cores: cores)
+        assert helper_count() == want, cores
+
