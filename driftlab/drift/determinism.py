@@ -14,7 +14,6 @@ from driftlab.drift.pairs import compare
 from driftlab.drift.runs import Run
 
 
-@remembered
 def repeat_groups(runs: Sequence[Run], deterministic: bool) -> list[list[Run]]:
     """Repeats of one point (profile, seeds) with determinism on or off; groups of two or more."""
     groups: dict[tuple, list[Run]] = defaultdict(list)

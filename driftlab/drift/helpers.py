@@ -50,7 +50,7 @@ def helper_count() -> int:
     if raw:
         if not raw.isdigit():
             raise BadInput(f"{settings.AGGREGATE_HELPERS.name}: '{raw}' is not a whole number >= 0; unset it, "
-                             "or use 0 to measure in the aggregating process itself")
+                           "or use 0 to measure in the aggregating process itself")
         return min(int(raw), 64)
     from driftlab.runs.executor import available_cpus  # affinity, capped by a pod's CPU limit
 

@@ -122,7 +122,7 @@ def _shares_of(draws: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def factorial_draws(res: dict[str, Any], table: dict[str, Any], mode: bool, nondet_var: float | None,
-                     nondet_df: int) -> dict[str, np.ndarray] | None:
+                    nondet_df: int) -> dict[str, np.ndarray] | None:
     """Shares re-estimated on tables drawn from the fitted model (the same estimator as the report)."""
     y = table["y"]
     rng = np.random.default_rng(SHARE_SEED)
