@@ -67,10 +67,31 @@ class Split:
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
-
-    x, y = load_digits(return_X_y=True)
+    x, y = _digits_raw()
     return (x / 16.0).astype(np.float32), y.astype(np.int64)
+
+
+def _digits_raw() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits, read from the file its ``load_digits`` parses, without importing scikit-learn.
+
+    ``import sklearn`` costs 1.5-2 s of one core, and every stage and training worker of a run
+    loads this dataset: parsing the file the same way (``np.loadtxt``, last column the target)
+    gives the same arrays (``tests/runs/test_datasets.py`` compares them with ``load_digits``).
+    If the file is not where scikit-learn keeps it, ``load_digits`` reads it.
+    """
+    import gzip
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")  # finds the package without running it
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    path = Path(folders[0], "datasets", "data", "digits.csv.gz") if folders else None
+    if path is None or not path.is_file():
+        from sklearn.datasets import load_digits
+
+        return load_digits(return_X_y=True)
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        data = np.loadtxt(fh, delimiter=",")
+    return data[:, :-1], data[:, -1].astype(int)
 
 
 def _synthetic_regression(cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -85,3 +85,29 @@ def test_bad_npz(tmp_path):
 def test_missing_file_names_the_field(tmp_path):
     with pytest.raises(DatasetError, match="dataset.path: cannot read"):
         make_split(DatasetConfig(name="csv", path=str(tmp_path / "none.csv"), target="y"), 0)
+
+
+def test_digits_are_read_without_importing_scikit_learn_and_equal_load_digits(monkeypatch):
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from driftlab.runs import datasets
+
+    x, y = datasets._digits_raw()
+    ref_x, ref_y = load_digits(return_X_y=True)
+    assert x.dtype == ref_x.dtype and y.dtype == ref_y.dtype
+    np.testing.assert_array_equal(x, ref_x)
+    np.testing.assert_array_equal(y, ref_y)
+    # Where scikit-learn's file cannot be found, load_digits reads it: the same arrays again.
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    fx, fy = datasets._digits_raw()
+    np.testing.assert_array_equal(fx, ref_x)
+    np.testing.assert_array_equal(fy, ref_y)
+    code = ("import sys; from driftlab.config import DatasetConfig; from driftlab.runs.datasets import load_arrays, "
+            "data_fingerprint; x, y = load_arrays(DatasetConfig(name='digits')); print(x.shape, "
+            "data_fingerprint(DatasetConfig(name='digits')), 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[-1] == "False", "loading digits imported scikit-learn"
+    assert out[-2] == data_fingerprint(DatasetConfig(name="digits"))
