@@ -108,7 +108,7 @@ def cmd_run(args) -> int:
     home, home_field = _home(config, args.home)
     if args.jobs:
         os.environ[settings.JOBS.name] = str(args.jobs)
-    with _warm_workers(profiles.reference):
+    with _warm_workers(profiles):
         # Everything knowable without training is refused here, before the home folder or a database row exists.
         _check_without_training(config, text, args.config, home, home_field, args.campaign or "default", split,
                                 profile=profiles.reference)
@@ -116,20 +116,25 @@ def cmd_run(args) -> int:
 
 
 @contextlib.contextmanager
-def _warm_workers(reference):
+def _warm_workers(profiles):
     """The run's worker depot (``runs.depot``), warming the reference profile's workers from the start.
 
     They import TensorFlow while the experiment is checked (the build check then runs in the
-    first of them) and the first pipeline tasks train on them.
+    first of them) and the first pipeline tasks train on them. Once they are ready, one worker
+    of each node profile that kfp.local runs first is started, one at a time, so the node stage
+    does not wait for their imports; the depot keeps those beside one worker per core.
     """
     from driftlab import stages
     from driftlab.runs import depot
     from driftlab.runs.executor import available_cpus, worker_env
 
-    cores = available_cpus()
-    with depot.serving(max_idle=cores) as lender:
+    reference, cores = profiles.reference, available_cpus()
+    ahead = [p for p in profiles.runnable if p.name != reference.name and p.kind == "cpu"]
+    ahead = ahead[:stages.LOCAL_LOOP_CONCURRENCY]
+    with depot.serving(max_idle=cores + len(ahead)) as lender:
         for index in range(min(cores, stages.default_jobs(reference))):
             lender.prewarm(worker_env(reference, index))
+        lender.prewarm_in_turn([worker_env(p, 0) for p in ahead])
         yield lender
 
 

@@ -43,7 +43,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +161,7 @@ class _Pending:
     key: str
     future: Future
     claimed: bool = False
+    done: threading.Event = field(default_factory=threading.Event)  # set once ready, failed or handed over
 
 
 class Depot:
@@ -226,6 +227,30 @@ class Depot:
             self._pending.append(pending)
         threading.Thread(target=self._warm_up, args=(env, pending), name="depot-prewarm", daemon=True).start()
 
+    def prewarm_in_turn(self, envs: list[dict[str, str]]) -> None:
+        """Start one worker of each of ``envs``, one after another, once the workers being started now are ready.
+
+        For the profiles of later stages (``driftlab run``: the node profiles). Their TensorFlow
+        imports then use the core a run leaves free while it is checked, while its small tasks
+        run and between a stage's runs, instead of holding up the stage that needs them; one at
+        a time, so they never take both cores from the stage at hand.
+        """
+        with self._lock:
+            before = [p.done for p in self._pending]
+
+        def start_each() -> None:
+            for done in before:
+                done.wait(HELLO_TIMEOUT_S)
+            for env in envs:
+                pending = _Pending(profile_key(env), Future())
+                with self._lock:
+                    if self._closed.is_set():
+                        return
+                    self._pending.append(pending)
+                self._warm_up(env, pending)
+
+        threading.Thread(target=start_each, name="depot-prewarm-in-turn", daemon=True).start()
+
     def _warm_up(self, env: dict[str, str], pending: _Pending) -> None:
         try:
             warm = self._start(env)
@@ -234,6 +259,7 @@ class Depot:
         with self._lock:
             self._pending.remove(pending)
             claimed = pending.claimed
+        pending.done.set()
         if claimed:
             pending.future.set_exception(warm) if isinstance(warm, BaseException) else pending.future.set_result(warm)
         elif isinstance(warm, _Warm):

@@ -147,3 +147,34 @@ def test_a_new_profiles_worker_replaces_idle_ones_past_the_limit(tmp_path):
         again = _task(path, CAPPED)
         assert again["pid"] == capped["pid"] and again["warm"]
         assert served.started == 2
+
+
+def _wait_for(condition, seconds: float = 180.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_later_profiles_warm_one_at_a_time_after_the_first_and_their_tasks_find_them_warm(tmp_path):
+    from driftlab.runs.executor import worker_env
+
+    avx = ProfileConfig(name="cpu-avx", isa="AVX")
+    fresh = _task(None, CAPPED)  # control: a worker of its own
+    with depot.serving(tmp_path, max_idle=3) as served:
+        path = os.environ[settings.WORKER_DEPOT.name]
+        served.prewarm(worker_env(DEFAULT))
+        served.prewarm_in_turn([worker_env(CAPPED), worker_env(avx)])
+        _wait_for(lambda: served.started >= 1)
+        time.sleep(0.5)
+        assert served.started == 1, "the later profiles wait until the workers being started are ready"
+        _wait_for(lambda: served.started >= 2)
+        time.sleep(0.5)
+        with served._lock:
+            warming = [p.key for p in served._pending]
+        assert served.started == 2 and warming == [depot.profile_key(worker_env(CAPPED))], \
+            "one later profile at a time"
+        _wait_for(lambda: len(served._idle) == 3)
+        capped = _task(path, CAPPED)
+        assert capped["warm"] and served.started == 3, "the task of a later profile found its worker warm"
+    assert capped["digest"] == fresh["digest"], "a worker warmed ahead computes what a fresh one does"
