@@ -58,6 +58,7 @@ def test_run_in_a_long_lived_worker_equals_a_fresh_process(long_lived, monkeypat
         alone = fresh.run(TARGET)
     finally:
         fresh.close()
+    assert fresh.proc.returncode == 0, "a closed worker exits by itself, cleanly (it skips the interpreter's teardown)"
     assert alone["timings"]["trace_reused"] is False
     assert alone["weights_digest"] == reused["weights_digest"]
     assert (alone["predictions"] == reused["predictions"]).all()
