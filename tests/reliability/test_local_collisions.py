@@ -224,7 +224,8 @@ for _ in range(int(sys.argv[2])):
 
 
 def _tmp_folders(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("tmp.*") if p.is_dir())
+    # os.walk, not rglob: a running task removes its tmp.* folder while this walks (rglob raises then).
+    return sorted(Path(root) / name for root, dirs, _ in os.walk(folder) for name in dirs if name.startswith("tmp."))
 
 
 @pytest.mark.slow
