@@ -61,6 +61,8 @@ IMAGE_REGISTRY = Setting("DRIFTLAB_IMAGE_REGISTRY", "registry of the driftlab-cp
                          "pipeline names (`--image-registry`)", "ghcr.io/driftlab")
 REUSE_MODELS = Setting("DRIFTLAB_REUSE_MODELS", "reuse a worker's traced train step across runs of one "
                        "architecture: 0 off, 1 also for user builders", None)
+FORK_WORKERS = Setting("DRIFTLAB_FORK_WORKERS", "0: each of the depot's workers imports TensorFlow itself "
+                       "instead of being forked from a process that did it once (`driftlab run` only)", "1")
 MAX_CONFIG_BYTES = Setting("DRIFTLAB_MAX_CONFIG_BYTES", "the largest experiment file read, in bytes (suffixes "
                            "KiB, MiB, GiB); at most 96KiB: the file travels in one pipeline-task argument",
                            "64KiB")

@@ -49,6 +49,7 @@ from typing import Any
 
 from driftlab import settings
 from driftlab.config.profiles import PROFILE_ENV_KEYS
+from driftlab.runs import forkserver
 from driftlab.storage import temp_folders
 
 SOCKET_NAME = "workers.sock"
@@ -122,7 +123,7 @@ class _LogTee:
 
 @dataclass
 class _Warm:
-    proc: subprocess.Popen
+    proc: subprocess.Popen | forkserver.Forked
     key: str
     hello: dict[str, Any]
     tee: _LogTee | None = None
@@ -175,6 +176,7 @@ class Depot:
         self._pending: list[_Pending] = []
         self._out = 0  # workers lent out now
         self._lock = threading.Lock()
+        self._servers: dict[str, forkserver.ForkServer | None] = {}  # by interpreter setup; the spawner's only
         self._spawns: queue.Queue[tuple[dict[str, str], Future] | None] = queue.Queue()
         self._closed = threading.Event()
         self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -195,13 +197,35 @@ class Depot:
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting connection
                 done.set_exception(exc)
 
-    def _popen(self, env: dict[str, str]) -> subprocess.Popen:
+    def _popen(self, env: dict[str, str]) -> subprocess.Popen | forkserver.Forked:
         from driftlab.storage.secret_env import child_env, hide_from_proc
 
         hide_from_proc()
         env = {**child_env(env), settings.PARENT_PID.name: str(os.getpid())}
+        server = self._fork_server(env) if forkserver.enabled() else None
+        if server is not None:
+            try:
+                return server.spawn(env)
+            except (OSError, RuntimeError, ValueError):
+                server.close()  # the next worker starts a new one, or its own interpreter
         return subprocess.Popen([sys.executable, "-m", "driftlab.runs.worker"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, bufsize=0)
+
+    def _fork_server(self, env: dict[str, str]) -> forkserver.ForkServer | None:
+        """The fork server for ``env``'s interpreter setup (started here, in the spawning thread), else None."""
+        key = forkserver.template_key(env)
+        server = self._servers.get(key)
+        if server is not None and server.alive:
+            return server
+        if key in self._servers and server is None:
+            return None  # it could not start: workers of this setup start their own interpreter
+        log = str(Path(self.log_dir) / f"forkserver-run{os.getpid()}-{len(self._servers) + 1}.log") \
+            if self.log_dir else None
+        try:
+            self._servers[key] = forkserver.ForkServer(env, log)
+        except (OSError, RuntimeError, ValueError):
+            self._servers[key] = None
+        return self._servers[key]
 
     def _start(self, env: dict[str, str]) -> _Warm:
         """Start a worker (in the spawning thread) and wait for its first line."""
@@ -377,11 +401,14 @@ class Depot:
         self._closed.set()
         with contextlib.suppress(OSError):
             self._server.close()
-        self._spawns.put(None)
         with self._lock:
             idle, self._idle = self._idle, []
-        for warm in idle:
+        for warm in idle:  # before the spawning thread ends: the fork servers (and their workers) die with it
             warm.close()
+        self._spawns.put(None)
+        for server in list(self._servers.values()):
+            if server is not None:
+                server.close()
         with contextlib.suppress(OSError):
             self.path.unlink()
 

@@ -49,6 +49,12 @@ RUN_TIMEOUT_S = 600
 PS_EVERY_S = 0.25
 
 
+#: Command lines of the processes a run starts: training workers (forked from a fork server, whose command line
+#: they keep, or started on their own) and kfp.local's task processes.
+PROCESS_KINDS = {"driftlab.runs.worker": "worker", "driftlab.runs.forkserver": "worker",
+                 "kfp.dsl.executor_main": "task"}
+
+
 class ProcessListWatcher:
     """Samples ``ps -eo args`` and every /proc/*/cmdline until stopped; remembers what it saw."""
 
@@ -85,9 +91,9 @@ class ProcessListWatcher:
             for line in lines:
                 if self.needle in line:
                     self.leaks.append(line)
-                for marker in ("driftlab.runs.worker", "kfp.dsl.executor_main"):
+                for marker, kind in PROCESS_KINDS.items():
                     if marker in line:
-                        self.saw.add(marker)
+                        self.saw.add(kind)
             self._stop.wait(PS_EVERY_S)
 
 
@@ -135,7 +141,7 @@ def test_password_never_leaks_from_a_whole_pipeline_run(tmp_path, request):
         leaked_tables = _tables_holding(url, password)
         described = _tables_holding(url, "DROP TABLE driftlab_runs")
 
-    assert watcher.samples >= 5 and watcher.saw == {"driftlab.runs.worker", "kfp.dsl.executor_main"}, \
+    assert watcher.samples >= 5 and watcher.saw == {"worker", "task"}, \
         "control: the process list was sampled while tasks and workers ran"
     assert watcher.env_holders > 0, "control: the URL really travelled (by environment)"
     assert watcher.leaks == [], f"the password is on a command line: {watcher.leaks[:1]}"

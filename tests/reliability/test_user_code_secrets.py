@@ -76,7 +76,9 @@ STAGES = textwrap.dedent("""
 """)
 TIMEOUT_S = 600
 #: Where user code may run: training workers, and validate's one-off build on a dummy batch.
-USER_CODE_PROCESSES = ("driftlab.runs.worker", "driftlab.runs.build_check")
+#: (A worker forked by the run's fork server keeps the fork server's command line.)
+USER_CODE_PROCESSES = ("driftlab.runs.worker", "driftlab.runs.forkserver", "driftlab.runs.build_check")
+WORKER_PROCESSES = ("driftlab.runs.worker", "driftlab.runs.forkserver")
 MARK = "visible-on-purpose"
 
 
@@ -115,7 +117,7 @@ def _check(spy_out: Path, password: str) -> int:
         own = next(iter(record["proc"].values()))["cmdline"]
         assert any(m in own for m in USER_CODE_PROCESSES), f"user code ran outside a worker process: {own[:200]}"
         assert len(record["proc"]) >= 2, "control: the scan reached the parent"
-    return sum("driftlab.runs.worker" in next(iter(r["proc"].values()))["cmdline"] for r in records)
+    return sum(any(m in next(iter(r["proc"].values()))["cmdline"] for m in WORKER_PROCESSES) for r in records)
 
 
 @pytest.mark.db

@@ -163,18 +163,22 @@ def test_later_profiles_warm_one_at_a_time_after_the_first_and_their_tasks_find_
     fresh = _task(None, CAPPED)  # control: a worker of its own
     with depot.serving(tmp_path, max_idle=3) as served:
         path = os.environ[settings.WORKER_DEPOT.name]
+        spans, start = {}, served._start
+
+        def timed_start(env):  # when each worker's start began and when it was ready
+            began = time.monotonic()
+            warm = start(env)
+            spans[env[settings.PROFILE.name]] = (began, time.monotonic())
+            return warm
+
+        served._start = timed_start
         served.prewarm(worker_env(DEFAULT))
         served.prewarm_in_turn([worker_env(CAPPED), worker_env(avx)])
-        _wait_for(lambda: served.started >= 1)
-        time.sleep(0.5)
-        assert served.started == 1, "the later profiles wait until the workers being started are ready"
-        _wait_for(lambda: served.started >= 2)
-        time.sleep(0.5)
-        with served._lock:
-            warming = [p.key for p in served._pending]
-        assert served.started == 2 and warming == [depot.profile_key(worker_env(CAPPED))], \
-            "one later profile at a time"
         _wait_for(lambda: len(served._idle) == 3)
+        order = sorted(spans, key=lambda name: spans[name][0])
+        assert order == ["cpu-default", "cpu-sse41", "cpu-avx"], spans
+        assert spans["cpu-default"][1] <= spans["cpu-sse41"][0], "the later profiles wait for the first to be ready"
+        assert spans["cpu-sse41"][1] <= spans["cpu-avx"][0], "one later profile at a time"
         capped = _task(path, CAPPED)
         assert capped["warm"] and served.started == 3, "the task of a later profile found its worker warm"
     assert capped["digest"] == fresh["digest"], "a worker warmed ahead computes what a fresh one does"
