@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import uuid
 from pathlib import Path
@@ -13,6 +14,11 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Started in the background (`nohup`, `&`), the tests would inherit SIGINT ignored and pass it on to every
+# process they start, so Ctrl-C sent on purpose (tests/reliability/test_resume.py) would never arrive. A
+# handler here gives the processes they start the default again (exec resets handled signals, not ignored ones).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 if str(FIXTURES) not in sys.path:
     sys.path.insert(0, str(FIXTURES))  # user model builders used by the tests
 # ... and for the worker processes the tests start.
