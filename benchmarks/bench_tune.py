@@ -17,7 +17,7 @@ Random sampler throughout: TPE's own cost grows with the study, on any storage.
 
 Real mode: trials per minute of the quickstart's Keras objective through the real
 ``stages.prepare`` + ``stages.tune`` path (each tuning worker trains in its own trial
-process; the tune tasks run in threads, as kfp.local runs them), ``tuning.workers`` 1 vs 2.
+process; each tune task is a process of its own, as kfp.local runs them), ``tuning.workers`` 1 vs 2.
 """
 
 from __future__ import annotations
@@ -369,6 +369,9 @@ def scaling_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 # -- real tuning ----------------------------------------------------------------------------------------------------
+REAL_TASK = "import sys\nfrom driftlab import stages\nstages.tune(sys.stdin.read(), 'realtune', int(sys.argv[1]))\n"
+
+
 def real_one(workers: int, trials: int) -> dict[str, Any]:
     """One tune of the quickstart with ``tuning.workers`` = ``workers``, in this process (a fresh one)."""
     import yaml
@@ -384,13 +387,14 @@ def real_one(workers: int, trials: int) -> dict[str, Any]:
         t0, started = time.perf_counter(), time.time()
         plan = stages.prepare(text, "realtune")
         prepared = time.perf_counter() - t0
-        ran: dict[int, int] = {}
-        threads = [threading.Thread(target=lambda t=t: ran.__setitem__(t, stages.tune(text, "realtune", t)))
-                   for t in plan["workers"]]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        # Each tune task in its own process, as kfp.local (and a cluster) runs them: two tasks as threads of one
+        # process would share its GIL, and each trial waits on its task's answer after every epoch.
+        tasks = [subprocess.Popen([sys.executable, "-c", REAL_TASK, str(t)], stdin=subprocess.PIPE, cwd=ROOT,
+                                  text=True) for t in plan["workers"]]
+        for task in tasks:
+            task.stdin.write(text)
+            task.stdin.close()
+        assert all(task.wait() == 0 for task in tasks), "a tune task failed"
         wall = time.perf_counter() - t0
         trials_done = tuning.load_study(load_config_text(text, "bench"), "realtune").get_trials(deepcopy=False)
     finished = [t for t in trials_done if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]

@@ -226,7 +226,7 @@ def main() -> None:
               "Per-trial cost as the study grows (one worker, median gap between trials; the larger study "
               "is pre-filled in bulk):", "", *scaling_table(tune["storage"]), "",
               "### Real tuning throughput (quickstart, Keras trials in their own worker processes)", "",
-              "`stages.prepare` + the tune tasks in threads, as kfp.local runs them; journal file.", "",
+              "`stages.prepare`, then each tune task in a process of its own, as kfp.local runs them; journal file.", "",
               *real_table(real_tune)]
     det = pipe["determinism_fit_ratio"]
     lines += ["", "## 4. Determinism cost", "",
