@@ -49,6 +49,7 @@ LATE_VARS = frozenset({"ONEDNN_MAX_CPU_ISA", "TF_NUM_INTRAOP_THREADS", "TF_NUM_I
                        settings.PARENT_PID.name})
 READY_TIMEOUT_S = 600.0  # the fork server's imports on a busy machine
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 
 
 def template_key(env: dict[str, str]) -> str:
@@ -222,6 +223,11 @@ def _become_worker(env: dict[str, str], fds: list[int], closing: list[int]) -> N
                                   errors="backslashreplace", line_buffering=True, write_through=True)
     from driftlab.runs import worker
 
+    if sys.platform.startswith("linux"):  # `top` and `ps -o comm` name it (its command line stays the fork server's)
+        import ctypes
+
+        with contextlib.suppress(OSError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_NAME, b"driftlab-worker")
     sys.argv = [worker.__file__]
     worker.main()  # exits the process
 
