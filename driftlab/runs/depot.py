@@ -18,9 +18,10 @@ Rules that keep a lent worker equivalent to a fresh one:
   worker would (``training.train`` reseeds and clears the session per run);
 - a task that ends without releasing (killed, crashed, timed out) takes its worker
   with it: the depot kills it, and a later task gets a fresh one;
-- the depot spawns workers from one long-lived thread, with the run's process as
-  their parent: they die with the run (``PR_SET_PDEATHSIG``) and their environment
-  holds no database credential (``storage.secret_env``), as before;
+- the depot spawns workers from one long-lived thread: forked by a fork server that
+  thread started (``forkserver``: one TensorFlow import per run), or with the run's
+  process as their parent; either way they die with the run (``PR_SET_PDEATHSIG``)
+  and their environment holds no database credential (``storage.secret_env``);
 - at most ``max_idle`` workers wait idle (the oldest is closed first), and before a
   worker is started the longest-idle ones are closed while idle, lent and warming
   workers together would pass ``max_idle``: memory stays bounded by the cores, as before.
