@@ -75,8 +75,8 @@ def _digits_raw() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's digits, read from the file its ``load_digits`` parses, without importing scikit-learn.
 
     ``import sklearn`` costs 1.5-2 s of one core, and the command and every stage task of a run
-    load this dataset (training workers import scikit-learn anyway: Keras does): parsing the file the same way (``np.loadtxt``, last column the target)
-    gives the same arrays (``tests/runs/test_datasets.py`` compares them with ``load_digits``).
+    load this dataset (training workers import scikit-learn anyway: Keras does): parsing the file
+    the same way (``np.loadtxt``, last column the target) gives the same arrays (``tests/runs/test_datasets.py`` compares them with ``load_digits``).
     If the file is not where scikit-learn keeps it, ``load_digits`` reads it.
     """
     import gzip

@@ -48,7 +48,6 @@ LATE_VARS = frozenset({"ONEDNN_MAX_CPU_ISA", "TF_NUM_INTRAOP_THREADS", "TF_NUM_I
                        settings.PROFILE.name, settings.PROFILE_KIND.name, settings.NODE_SELECTOR.name,
                        settings.PARENT_PID.name})
 READY_TIMEOUT_S = 600.0  # the fork server's imports on a busy machine
-PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
 
 
@@ -152,8 +151,6 @@ class ForkServer:
         finally:
             for fd in theirs:
                 os.close(fd)
-        if "pid" not in reply:
-            raise RuntimeError(f"the fork server could not fork: {reply.get('error')}")
         return Forked(self, int(reply["pid"]), os.fdopen(pipes[0][1], "wb", buffering=0),
                       os.fdopen(pipes[1][0], "rb", buffering=0), os.fdopen(pipes[2][0], "rb", buffering=0))
 
@@ -280,13 +277,10 @@ def serve(sock: socket.socket) -> None:
 
 
 def main() -> None:
-    sock = socket.socket(fileno=int(sys.argv[1]))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group: the depot decides
-    if sys.platform.startswith("linux"):
-        import ctypes
+    from driftlab.runs import worker
 
-        with contextlib.suppress(OSError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    worker._die_with_parent(os.getppid())  # as a worker: Ctrl-C is the depot's to handle, SIGTERM with the depot
     _preload()
     serve(sock)
     os._exit(0)
